@@ -1,0 +1,91 @@
+# neonfcgi build. `make` builds build/neonfcgi; see README.md for the rest.
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+VERSION := 0.1.0
+
+# SAN=address,undefined builds everything with sanitizers into build/san/.
+SAN ?=
+ifeq ($(SAN),)
+BUILD ?= build
+SAN_FLAGS :=
+else
+BUILD ?= build/san
+SAN_FLAGS := -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+
+PKGS := fcgi libpq jansson
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+	-Wformat=2 -Wundef -Werror
+BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g -pthread -Iinclude $(WARN) $(SAN_FLAGS) \
+	-DNEONFCGI_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+# The user's CFLAGS/LDFLAGS come last so they can override ours.
+FINAL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
+FINAL_LDFLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
+
+SRCS := $(wildcard app/*.c)
+OBJS := $(patsubst app/%.c,$(BUILD)/obj/%.o,$(SRCS))
+DEPS := $(OBJS:.o=.d)
+
+.PHONY: all deps check unit integration run install clean valgrind bench lint fuzz
+all: $(BUILD)/neonfcgi
+
+$(BUILD)/obj/%.o: app/%.c | $(BUILD)/obj
+	$(CC) $(FINAL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/neonfcgi: $(OBJS)
+	$(CC) $(OBJS) -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS) -lm
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+-include $(DEPS)
+
+# Unit tests: tests/unit/test_<module>.c links app/<module>.c plus the
+# neighbours named in test_<module>_SRCS (fakes live in the test file).
+test_config_SRCS := app/config.c app/envfile.c
+test_envfile_SRCS := app/envfile.c app/config.c
+test_router_SRCS := app/router.c
+test_retry_SRCS := app/retry.c
+test_pgconn_SRCS := app/pgconn.c
+test_pool_SRCS := app/pool.c app/retry.c app/pgconn.c
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+.SECONDEXPANSION:
+$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_%_SRCS),app/%.c) $$(wildcard include/*.h) | $(BUILD)/tests
+	$(CC) $(FINAL_CFLAGS) $(CMOCKA_CFLAGS) -Wno-missing-prototypes \
+		$(filter %.c,$^) -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS) $(CMOCKA_LIBS) -lm
+
+deps:
+	@scripts/deps.sh
+
+unit: $(UNIT_BINS)
+	@scripts/run-unit.sh $(UNIT_BINS)
+
+integration: $(BUILD)/neonfcgi
+	@NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) SAN="$(SAN)" /usr/bin/python3 tests/integration/run.py $(TESTS)
+
+check: deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory integration
+
+valgrind: $(UNIT_BINS)
+	@VALGRIND=1 scripts/run-unit.sh $(UNIT_BINS)
+
+run: deps all
+	@scripts/run.sh $(abspath $(BUILD)/neonfcgi)
+
+install: $(BUILD)/neonfcgi
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(BUILD)/neonfcgi $(DESTDIR)$(BINDIR)/neonfcgi
+
+clean:
+	rm -rf build

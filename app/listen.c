@@ -1,0 +1,197 @@
+/* listen: our own socket code. FCGX_OpenSocket exits on errors, is IPv4-only,
+ * parses the port into a short and unlinks a socket file a live server still
+ * listens on; we do none of that. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "listen.h"
+
+/* Large enough for c=1024 bursts from nginx; the kernel caps it at somaxconn. */
+#define LISTEN_BACKLOG 4096
+#define SYSTEMD_FIRST_FD 3
+
+bool listen_fd0_is_listener(void)
+{
+	struct stat st;
+	int accepting = 0;
+	socklen_t len = sizeof(accepting);
+
+	if (fstat(0, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return false;
+	if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0)
+		return false;
+	return accepting != 0;
+}
+
+/* systemd sets LISTEN_PID to our pid and LISTEN_FDS to the count from fd 3. */
+static bool systemd_passed_fd(void)
+{
+	const char *pid = getenv("LISTEN_PID");
+	const char *fds = getenv("LISTEN_FDS");
+
+	if (!pid || !fds)
+		return false;
+	if (strtol(pid, NULL, 10) != (long)getpid() || strtol(fds, NULL, 10) < 1)
+		return false;
+	/* Not for our children: they must not believe it was passed to them. */
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return true;
+}
+
+static void set_cloexec(int fd)
+{
+	int flags = fcntl(fd, F_GETFD);
+
+	if (flags >= 0)
+		(void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+/* A socket file exists: refuse if a server answers there, unlink if stale. */
+static int clear_stale_socket(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : (snprintf(err, errlen, "API_SOCKET=\"%s\": %s", path,
+						       strerror(errno)), -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "API_SOCKET=\"%s\": exists and is not a socket; not replacing it",
+			 path);
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return snprintf(err, errlen, "socket: %s", strerror(errno)), -1;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int saved = errno;
+	close(fd);
+	if (rc == 0) {
+		snprintf(err, errlen, "API_SOCKET=\"%s\": another server is already listening there",
+			 path);
+		return -1;
+	}
+	if (saved != ECONNREFUSED && saved != ENOENT) {
+		snprintf(err, errlen, "API_SOCKET=\"%s\": cannot probe: %s", path, strerror(saved));
+		return -1;
+	}
+	return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+static int open_unix(const struct config *cfg, struct listener *out, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *path = cfg->api_socket;
+	int fd = -1;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return snprintf(err, errlen, "API_SOCKET=\"%s\": path too long", path), -1;
+	if (clear_stale_socket(path, err, errlen) < 0)
+		return -1;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	mode_t old = umask(0177);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0 || chmod(path, (mode_t)cfg->api_socket_mode) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
+		goto fail;
+	out->fd = fd;
+	out->source = LISTEN_UNIX;
+	snprintf(out->address, sizeof(out->address), "unix:%s", path);
+	memcpy(out->unix_path, path, strlen(path) + 1);
+	return 0;
+fail:
+	snprintf(err, errlen, "API_SOCKET=\"%s\": %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int bind_tcp(const struct addrinfo *ai)
+{
+	int one = 1;
+	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+
+	if (fd < 0)
+		return -1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
+		return fd;
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+static int open_tcp(const struct config *cfg, struct listener *out, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char port[16];
+	int fd = -1;
+
+	snprintf(port, sizeof(port), "%ld", cfg->api_port);
+	int gai = getaddrinfo(cfg->api_host, port, &hints, &res);
+	if (gai != 0) {
+		snprintf(err, errlen, "API_HOST=\"%s\": %s", cfg->api_host, gai_strerror(gai));
+		return -1;
+	}
+	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+		fd = bind_tcp(ai);
+	if (fd < 0)
+		snprintf(err, errlen, "API_HOST=\"%s\" API_PORT=\"%s\": %s", cfg->api_host, port,
+			 strerror(errno));
+	freeaddrinfo(res);
+	if (fd < 0)
+		return -1;
+	out->fd = fd;
+	out->source = LISTEN_TCP;
+	snprintf(out->address, sizeof(out->address), strchr(cfg->api_host, ':') ? "[%s]:%s" : "%s:%s",
+		 cfg->api_host, port);
+	return 0;
+}
+
+int listen_open(const struct config *cfg, struct listener *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
+	if (listen_fd0_is_listener()) {
+		out->fd = 0;
+		out->source = LISTEN_FD0;
+		snprintf(out->address, sizeof(out->address), "fd:0 (spawned)");
+		return 0;
+	}
+	if (systemd_passed_fd()) {
+		out->fd = SYSTEMD_FIRST_FD;
+		out->source = LISTEN_SYSTEMD;
+		set_cloexec(out->fd);
+		snprintf(out->address, sizeof(out->address), "fd:3 (systemd)");
+		return 0;
+	}
+	if (cfg->api_socket)
+		return open_unix(cfg, out, err, errlen);
+	return open_tcp(cfg, out, err, errlen);
+}
+
+void listen_close(struct listener *l, bool remove_file)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	if (remove_file && l->unix_path[0])
+		(void)unlink(l->unix_path);
+}

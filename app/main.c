@@ -1,0 +1,125 @@
+/* main: command line, configuration, start-up order (DESIGN.md §3). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fcgi_config.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "clock.h"
+#include "config.h"
+#include "listen.h"
+#include "log.h"
+#include "master.h"
+
+#define EX_OK 0
+#define EX_USAGE 64
+
+extern char **environ;
+
+static void print_version(FILE *out)
+{
+	int pq = PQlibVersion();
+
+	fprintf(out, "neonfcgi %s (libpq %d.%d, libfcgi headers %s, jansson %s)\n",
+		NEONFCGI_VERSION, pq / 10000, pq % 10000, VERSION, jansson_version_str());
+}
+
+static void print_usage(FILE *out)
+{
+	fputs("usage: neonfcgi [serve]            run master + workers (default)\n"
+	      "       neonfcgi check-config       validate configuration, print it redacted\n"
+	      "       neonfcgi --version | --help\n"
+	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error.\n"
+	      "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
+	      "default ./.env); the environment wins. Variables:\n\n",
+	      out);
+	config_print_help(out);
+}
+
+/* Load the configuration or report every problem; 0 or EX_CONFIG. */
+static int load_config(struct config *cfg, const struct config_source *src)
+{
+	struct problems p = { 0 };
+
+	if (config_load(cfg, src, &p) == 0)
+		return EX_OK;
+	for (size_t i = 0; i < p.n; i++)
+		fprintf(stderr, "neonfcgi: configuration error: %s\n", p.lines[i]);
+	fprintf(stderr, "neonfcgi: %zu configuration problem%s; not starting\n", p.n,
+		p.n == 1 ? "" : "s");
+	problems_free(&p);
+	return CONFIG_EX_CONFIG;
+}
+
+static void banner(const struct config *cfg, const struct listener *l)
+{
+	char target[256];
+	int pq = PQlibVersion();
+
+	config_db_target(cfg, target, sizeof(target));
+	log_info("neonfcgi starting version=%s libpq=%d.%d jansson=%s listen=\"%s\" workers=%ld "
+		 "threads=%ld pool_size=%ld max_overflow=%ld max_db_connections=%ld db=\"%s\"",
+		 NEONFCGI_VERSION, pq / 10000, pq % 10000, jansson_version_str(), l->address,
+		 cfg->workers, cfg->worker_threads, cfg->db_pool_size, cfg->db_max_overflow,
+		 cfg->workers * (cfg->db_pool_size + cfg->db_max_overflow), target);
+	if (cfg->db_sslmode_require)
+		log_warnx("sslmode=require encrypts but does not authenticate the server; "
+			  "use sslmode=verify-full");
+}
+
+static int serve(struct config *cfg, const struct config_source *src)
+{
+	struct listener l;
+	char err[512];
+
+	log_init(cfg->log_level, cfg->log_format);
+	if (listen_open(cfg, &l, err, sizeof(err)) < 0) {
+		log_errorx("cannot listen: %s", err);
+		config_free(cfg);
+		free(cfg);
+		return 1;
+	}
+	banner(cfg, &l);
+	return master_run(cfg, src, &l);
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : "serve";
+	struct config_source src = { .environ = environ, .spawned = listen_fd0_is_listener(),
+				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
+
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		print_usage(stdout);
+		return EX_OK;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+		print_version(stdout);
+		return EX_OK;
+	}
+	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check-config") != 0) {
+		fprintf(stderr, "neonfcgi: unknown command \"%s\"\n", cmd);
+		print_usage(stderr);
+		return EX_USAGE;
+	}
+	if (argc > 2) {
+		fprintf(stderr, "neonfcgi: %s takes no arguments\n", cmd);
+		return EX_USAGE;
+	}
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	if (!cfg)
+		abort();
+	int rc = load_config(cfg, &src);
+	if (rc != EX_OK || !strcmp(cmd, "check-config")) {
+		if (rc == EX_OK)
+			config_print(cfg, stdout);
+		config_free(cfg);
+		free(cfg);
+		return rc;
+	}
+	return serve(cfg, &src);
+}

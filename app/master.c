@@ -1,0 +1,347 @@
+/* master: forks and watches the workers. Signals are blocked and taken
+ * synchronously with sigtimedwait(), so nothing runs inside a handler; the
+ * timeout is the next due event (a backed-off respawn or the stop deadline). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "listen.h"
+#include "log.h"
+#include "master.h"
+#include "worker.h"
+
+#define MAX_SLOTS 512        /* 2 × the WORKERS maximum: old and new during a reload */
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+#define HEALTHY_UPTIME_MS 2000 /* a worker that lived this long did not crash-loop */
+
+struct slot {
+	pid_t pid;             /* 0 when free */
+	unsigned generation;
+	int64_t started_ms;
+	int64_t respawn_at_ms; /* >0: respawn due then (slot reserved, pid 0) */
+	long backoff_ms;
+	bool stopping;         /* we asked it to stop */
+};
+
+struct master {
+	struct config *cfg;
+	const struct config_source *src;
+	struct listener *listener;
+	struct slot slots[MAX_SLOTS];
+	unsigned generation;
+	int64_t started_ms;
+	bool stopping;
+	int64_t stop_deadline_ms;
+	int exit_status;
+};
+
+static void on_sigchld(int sig)
+{
+	(void)sig;
+}
+
+static void block_signals(sigset_t *set)
+{
+	struct sigaction sa = { .sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP };
+
+	/* A handler (not SIG_DFL/SIG_IGN) so that SIGCHLD is always queued. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(set);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGQUIT);
+	sigaddset(set, SIGHUP);
+	sigprocmask(SIG_BLOCK, set, NULL);
+}
+
+static void unblock_signals(const sigset_t *set)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGCHLD, &dfl, NULL);
+	sigprocmask(SIG_UNBLOCK, set, NULL);
+}
+
+static void spawn(struct master *m, int idx, const sigset_t *blocked)
+{
+	struct slot *s = &m->slots[idx];
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		log_error("fork failed slot=%d", idx);
+		s->respawn_at_ms = clock_now_ms() + BACKOFF_MAX_MS;
+		return;
+	}
+	if (pid == 0) {
+		unblock_signals(blocked);
+		_exit(worker_run(m->cfg, m->listener->fd, idx, m->started_ms));
+	}
+	s->pid = pid;
+	s->generation = m->generation;
+	s->started_ms = clock_now_ms();
+	s->respawn_at_ms = 0;
+	s->stopping = false;
+}
+
+static int free_slot(const struct master *m)
+{
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (m->slots[i].pid == 0 && m->slots[i].respawn_at_ms == 0)
+			return i;
+	return -1;
+}
+
+static void spawn_generation(struct master *m, const sigset_t *blocked)
+{
+	m->generation++;
+	for (long i = 0; i < m->cfg->workers; i++) {
+		int idx = free_slot(m);
+		if (idx < 0)
+			break;
+		m->slots[idx].backoff_ms = 0;
+		spawn(m, idx, blocked);
+	}
+}
+
+static void signal_children(struct master *m, int sig, bool only_old)
+{
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *s = &m->slots[i];
+		if (only_old && s->generation == m->generation)
+			continue;
+		if (s->pid > 0) {
+			kill(s->pid, sig);
+			s->stopping = true;
+		}
+		if (only_old || m->stopping)
+			s->respawn_at_ms = 0;
+	}
+}
+
+static void describe_exit(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "signal=%d%s", WTERMSIG(status),
+			 WCOREDUMP(status) ? " core_dumped=true" : "");
+	else
+		snprintf(buf, len, "exit_status=%d", WEXITSTATUS(status));
+}
+
+/* Decide what follows a worker's exit: nothing, now, or after a backoff. */
+static void schedule_respawn(struct slot *s, int status, int64_t lived_ms)
+{
+	bool crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
+		log_errorx("worker exited with a fatal configuration error; not respawning");
+		return;
+	}
+	if (!crashed || lived_ms >= HEALTHY_UPTIME_MS)
+		s->backoff_ms = 0;
+	else
+		s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_FIRST_MS;
+	if (s->backoff_ms > BACKOFF_MAX_MS)
+		s->backoff_ms = BACKOFF_MAX_MS;
+	if (s->backoff_ms)
+		log_warnx("worker crash loop: respawn delayed delay_ms=%ld", s->backoff_ms);
+	s->respawn_at_ms = clock_now_ms() + s->backoff_ms;
+	if (s->respawn_at_ms == 0)
+		s->respawn_at_ms = 1;
+}
+
+static void reap_one(struct master *m, pid_t pid, int status)
+{
+	char how[64];
+
+	describe_exit(status, how, sizeof(how));
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *s = &m->slots[i];
+		if (s->pid != pid)
+			continue;
+		int64_t lived = clock_now_ms() - s->started_ms;
+		bool expected = s->stopping || m->stopping || s->generation != m->generation;
+		if (expected || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			log_info("worker exited pid=%d slot=%d %s uptime_s=%lld", (int)pid, i, how,
+				 (long long)(lived / 1000));
+		else
+			log_warnx("worker died pid=%d slot=%d %s uptime_s=%lld", (int)pid, i, how,
+				  (long long)(lived / 1000));
+		s->pid = 0;
+		if (!expected)
+			schedule_respawn(s, status, lived);
+		return;
+	}
+}
+
+static void reap(struct master *m)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		reap_one(m, pid, status);
+}
+
+static int live_children(const struct master *m)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_SLOTS; i++)
+		n += m->slots[i].pid > 0;
+	return n;
+}
+
+static bool respawns_pending(const struct master *m)
+{
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (m->slots[i].respawn_at_ms)
+			return true;
+	return false;
+}
+
+static void respawn_due(struct master *m, const sigset_t *blocked)
+{
+	int64_t now = clock_now_ms();
+
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *s = &m->slots[i];
+		if (s->respawn_at_ms && s->respawn_at_ms <= now && !m->stopping)
+			spawn(m, i, blocked);
+	}
+}
+
+static int64_t next_event_ms(const struct master *m)
+{
+	int64_t next = INT64_MAX;
+
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (m->slots[i].respawn_at_ms && m->slots[i].respawn_at_ms < next)
+			next = m->slots[i].respawn_at_ms;
+	if (m->stopping && m->stop_deadline_ms < next)
+		next = m->stop_deadline_ms;
+	return next;
+}
+
+static void begin_stop(struct master *m, int sig)
+{
+	if (m->stopping) {
+		log_warnx("second stop signal: stopping now signal=%d", sig);
+		signal_children(m, SIGKILL, false);
+		m->stop_deadline_ms = clock_now_ms();
+		return;
+	}
+	log_info("stopping gracefully signal=%d timeout_ms=%ld", sig, m->cfg->shutdown_timeout_ms);
+	m->stopping = true;
+	m->stop_deadline_ms = clock_now_ms() + m->cfg->shutdown_timeout_ms;
+	signal_children(m, SIGTERM, false);
+}
+
+static void reload(struct master *m, const sigset_t *blocked)
+{
+	struct config *next = calloc(1, sizeof(*next));
+	struct problems p = { 0 };
+
+	if (!next)
+		abort();
+	log_info("reloading configuration");
+	if (config_load(next, m->src, &p) < 0) {
+		for (size_t i = 0; i < p.n; i++)
+			log_errorx("reload refused: %s", p.lines[i]);
+		log_errorx("reload refused: keeping the running configuration problems=%zu", p.n);
+		problems_free(&p);
+		config_free(next);
+		free(next);
+		return;
+	}
+	problems_free(&p);
+	config_free(m->cfg);
+	free(m->cfg);
+	m->cfg = next;
+	log_init(next->log_level, next->log_format);
+	spawn_generation(m, blocked);
+	signal_children(m, SIGTERM, true);
+	log_info("reloaded workers=%ld", next->workers);
+}
+
+static void handle_signal(struct master *m, int sig, const sigset_t *blocked)
+{
+	switch (sig) {
+	case SIGCHLD:
+		reap(m);
+		break;
+	case SIGHUP:
+		if (!m->stopping)
+			reload(m, blocked);
+		break;
+	case SIGTERM:
+	case SIGINT:
+	case SIGQUIT:
+		begin_stop(m, sig);
+		break;
+	default:
+		break;
+	}
+}
+
+static void wait_signal(struct master *m, const sigset_t *set)
+{
+	int64_t next = next_event_ms(m);
+	struct timespec ts = { .tv_sec = 3600 };
+	siginfo_t info;
+
+	if (next != INT64_MAX) {
+		int64_t left = next - clock_now_ms();
+		if (left < 0)
+			left = 0;
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = (left % 1000) * 1000000;
+	}
+	int sig = sigtimedwait(set, &info, &ts);
+	if (sig > 0)
+		handle_signal(m, sig, set);
+	reap(m); /* SIGCHLDs coalesce: always look for more */
+}
+
+static void enforce_stop_deadline(struct master *m)
+{
+	if (!m->stopping || clock_now_ms() < m->stop_deadline_ms || live_children(m) == 0)
+		return;
+	log_warnx("workers did not stop in time: killing remaining=%d", live_children(m));
+	signal_children(m, SIGKILL, false);
+	m->stop_deadline_ms = INT64_MAX;
+}
+
+int master_run(struct config *cfg, const struct config_source *src, struct listener *l)
+{
+	struct master m = { .cfg = cfg, .src = src, .listener = l, .started_ms = clock_now_ms() };
+	sigset_t set;
+
+	block_signals(&set);
+	spawn_generation(&m, &set);
+	while (!(m.stopping && live_children(&m) == 0)) {
+		wait_signal(&m, &set);
+		respawn_due(&m, &set);
+		enforce_stop_deadline(&m);
+		if (!m.stopping && live_children(&m) == 0 && !respawns_pending(&m)) {
+			log_errorx("no worker can run: stopping");
+			m.exit_status = CONFIG_EX_CONFIG;
+			m.stopping = true;
+		}
+	}
+	listen_close(l, true);
+	log_info("stopped");
+	config_free(m.cfg);
+	free(m.cfg);
+	return m.exit_status;
+}

@@ -1,0 +1,83 @@
+/* config: the declarative table of every variable (DESIGN.md §2), parsing,
+ * validation that reports every problem at once, and redacted printing. */
+#ifndef NEONFCGI_CONFIG_H
+#define NEONFCGI_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_EX_CONFIG 78 /* sysexits.h EX_CONFIG */
+
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+enum health_details { HEALTH_DETAILS_FULL, HEALTH_DETAILS_MINIMAL };
+
+struct config {
+	char *database_url;          /* DATABASE_URL (secret: never print unredacted) */
+	char *api_host;              /* API_HOST */
+	long api_port;               /* API_PORT */
+	char *api_socket;            /* API_SOCKET, NULL when unset */
+	long api_socket_mode;        /* API_SOCKET_MODE, octal bits */
+	char *fcgi_web_server_addrs; /* FCGI_WEB_SERVER_ADDRS, NULL when unset */
+	long workers;                /* WORKERS */
+	long worker_threads;         /* WORKER_THREADS */
+	long db_pool_size;           /* DB_POOL_SIZE */
+	long db_max_overflow;        /* DB_MAX_OVERFLOW */
+	long db_overflow_idle_ms;    /* DB_OVERFLOW_IDLE_MS */
+	long db_pool_timeout_ms;     /* DB_POOL_TIMEOUT_MS */
+	bool db_pool_pre_ping;       /* DB_POOL_PRE_PING */
+	long db_idle_timeout_s;      /* DB_IDLE_TIMEOUT_S */
+	long db_max_lifetime_s;      /* DB_MAX_LIFETIME_S */
+	long db_connect_timeout_ms;  /* DB_CONNECT_TIMEOUT_MS */
+	long db_retry_attempts;      /* DB_RETRY_ATTEMPTS */
+	long db_retry_backoff_ms;    /* DB_RETRY_BACKOFF_MS */
+	long db_connection_budget;   /* DB_CONNECTION_BUDGET, -1 when unset */
+	long health_timeout_ms;      /* HEALTH_TIMEOUT_MS */
+	enum health_details health_details; /* HEALTH_DETAILS */
+	enum log_level log_level;    /* LOG_LEVEL */
+	enum log_format log_format;  /* LOG_FORMAT */
+	long max_requests;           /* MAX_REQUESTS */
+	long shutdown_timeout_ms;    /* SHUTDOWN_TIMEOUT_MS */
+	bool access_log;             /* ACCESS_LOG */
+	long slow_request_ms;        /* SLOW_REQUEST_MS */
+	bool migrate_on_start;       /* MIGRATE_ON_START */
+	long db_start_timeout_ms;    /* DB_START_TIMEOUT_MS */
+	char *migrations_dir;        /* MIGRATIONS_DIR */
+	char *env_file;              /* ENV_FILE actually read, NULL if none */
+	bool db_sslmode_require;     /* derived: sslmode=require (warn at start-up) */
+};
+
+/* A growable list of operator-facing problem lines. */
+struct problems {
+	char **lines;
+	size_t n;
+};
+void problems_add(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void problems_free(struct problems *p);
+
+/* Where configuration comes from: a NULL-terminated "KEY=value" environment
+ * (usually environ) and whether the process was spawned with its listen socket
+ * on fd 0 (changes the WORKERS default). */
+struct config_source {
+	char *const *environ;
+	bool spawned;
+	long online_cpus;
+};
+
+/* Fill cfg from the environment and the env file; 0 if valid, -1 with every
+ * problem appended to p. cfg must be released with config_free either way. */
+int config_load(struct config *cfg, const struct config_source *src, struct problems *p)
+	__attribute__((warn_unused_result));
+void config_free(struct config *cfg);
+/* Print the effective configuration, one KEY=value a line, secrets redacted. */
+void config_print(const struct config *cfg, FILE *out);
+/* Copy a connection string (URI or key=value) with the password replaced by
+ * "****"; always NUL-terminates out. */
+void config_redact_url(const char *url, char *out, size_t outlen);
+/* "host:port/db" style target for the banner, no user or password. */
+void config_db_target(const struct config *cfg, char *out, size_t outlen);
+/* The variable table, for --help: name, default and valid range, one a line. */
+void config_print_help(FILE *out);
+
+#endif

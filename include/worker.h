@@ -1,0 +1,18 @@
+/* worker: one pre-forked worker process: WORKER_THREADS request threads that
+ * accept FastCGI connections on the shared listening socket. */
+#ifndef NEONFCGI_WORKER_H
+#define NEONFCGI_WORKER_H
+
+#include <stdint.h>
+
+struct config;
+
+/* Worker exit status when it cannot work with its configuration (the master
+ * does not respawn it, like nginx's fatal exit). */
+#define WORKER_EXIT_FATAL 78
+
+/* Run a worker until told to stop; returns its exit status. started_ms is the
+ * instance's start (clock_now_ms()) for uptime. */
+int worker_run(const struct config *cfg, int listen_fd, int slot, int64_t started_ms);
+
+#endif
