@@ -16,7 +16,7 @@
 #include "listen.h"
 
 /* Large enough for c=1024 bursts from nginx; the kernel caps it at somaxconn. */
-#define LISTEN_BACKLOG 4096
+#define LISTEN_BACKLOG   4096
 #define SYSTEMD_FIRST_FD 3
 
 bool listen_fd0_is_listener(void)
@@ -64,11 +64,13 @@ static int clear_stale_socket(const char *path, char *err, size_t errlen)
 	struct stat st;
 
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : (snprintf(err, errlen, "API_SOCKET=\"%s\": %s", path,
-						       strerror(errno)), -1);
+		return errno == ENOENT
+			   ? 0
+			   : (snprintf(err, errlen, "API_SOCKET=\"%s\": %s", path, strerror(errno)),
+			      -1);
 	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "API_SOCKET=\"%s\": exists and is not a socket; not replacing it",
-			 path);
+		snprintf(err, errlen,
+			 "API_SOCKET=\"%s\": exists and is not a socket; not replacing it", path);
 		return -1;
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -79,8 +81,8 @@ static int clear_stale_socket(const char *path, char *err, size_t errlen)
 	int saved = errno;
 	close(fd);
 	if (rc == 0) {
-		snprintf(err, errlen, "API_SOCKET=\"%s\": another server is already listening there",
-			 path);
+		snprintf(err, errlen,
+			 "API_SOCKET=\"%s\": another server is already listening there", path);
 		return -1;
 	}
 	if (saved != ECONNREFUSED && saved != ENOENT) {
@@ -107,7 +109,8 @@ static int open_unix(const struct config *cfg, struct listener *out, char *err, 
 	mode_t old = umask(0177);
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (rc < 0 || chmod(path, (mode_t)cfg->api_socket_mode) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
+	if (rc < 0 || chmod(path, (mode_t)cfg->api_socket_mode) < 0 ||
+	    listen(fd, LISTEN_BACKLOG) < 0)
 		goto fail;
 	out->fd = fd;
 	out->source = LISTEN_UNIX;
@@ -139,7 +142,8 @@ static int bind_tcp(const struct addrinfo *ai)
 
 static int open_tcp(const struct config *cfg, struct listener *out, char *err, size_t errlen)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
 	char port[16];
 	int fd = -1;
@@ -160,8 +164,8 @@ static int open_tcp(const struct config *cfg, struct listener *out, char *err, s
 		return -1;
 	out->fd = fd;
 	out->source = LISTEN_TCP;
-	snprintf(out->address, sizeof(out->address), strchr(cfg->api_host, ':') ? "[%s]:%s" : "%s:%s",
-		 cfg->api_host, port);
+	snprintf(out->address, sizeof(out->address),
+		 strchr(cfg->api_host, ':') ? "[%s]:%s" : "%s:%s", cfg->api_host, port);
 	return 0;
 }
 

@@ -148,8 +148,9 @@ void log_write(enum log_level level, int errnum, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	format_ts(ts, sizeof(ts));
-	int n = format == LOG_FORMAT_JSON ? render_json(line, sizeof(line), ts, level, text, errnum)
-					  : render_text(line, sizeof(line), ts, level, text, errnum);
+	int n = format == LOG_FORMAT_JSON
+		    ? render_json(line, sizeof(line), ts, level, text, errnum)
+		    : render_text(line, sizeof(line), ts, level, text, errnum);
 	if (n < 0)
 		goto out;
 	if ((size_t)n >= sizeof(line)) {

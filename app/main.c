@@ -15,7 +15,7 @@
 #include "log.h"
 #include "master.h"
 
-#define EX_OK 0
+#define EX_OK    0
 #define EX_USAGE 64
 
 extern char **environ;
@@ -90,7 +90,8 @@ static int serve(struct config *cfg, const struct config_source *src)
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "serve";
-	struct config_source src = { .environ = environ, .spawned = listen_fd0_is_listener(),
+	struct config_source src = { .environ = environ,
+				     .spawned = listen_fd0_is_listener(),
 				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
 
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {

@@ -14,26 +14,29 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "scoreboard.h"
 #include "worker.h"
 
-#define MAX_SLOTS 512        /* 2 × the WORKERS maximum: old and new during a reload */
-#define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS 5000
+#define MAX_SLOTS         SB_SLOTS
+#define BACKOFF_FIRST_MS  100
+#define BACKOFF_MAX_MS    5000
 #define HEALTHY_UPTIME_MS 2000 /* a worker that lived this long did not crash-loop */
 
 struct slot {
-	pid_t pid;             /* 0 when free */
+	pid_t pid; /* 0 when free */
 	unsigned generation;
 	int64_t started_ms;
 	int64_t respawn_at_ms; /* >0: respawn due then (slot reserved, pid 0) */
+	bool crashed;          /* the last worker here exited unexpectedly */
 	long backoff_ms;
-	bool stopping;         /* we asked it to stop */
+	bool stopping; /* we asked it to stop */
 };
 
 struct master {
 	struct config *cfg;
 	const struct config_source *src;
 	struct listener *listener;
+	struct scoreboard *sb;
 	struct slot slots[MAX_SLOTS];
 	unsigned generation;
 	int64_t started_ms;
@@ -85,8 +88,10 @@ static void spawn(struct master *m, int idx, const sigset_t *blocked)
 	}
 	if (pid == 0) {
 		unblock_signals(blocked);
-		_exit(worker_run(m->cfg, m->listener->fd, idx, m->started_ms));
+		_exit(worker_run(m->cfg, m->listener->fd, m->sb, idx, m->started_ms));
 	}
+	scoreboard_worker_started(m->sb, idx, (int)pid, s->crashed);
+	s->crashed = false;
 	s->pid = pid;
 	s->generation = m->generation;
 	s->started_ms = clock_now_ms();
@@ -110,6 +115,7 @@ static void spawn_generation(struct master *m, const sigset_t *blocked)
 		if (idx < 0)
 			break;
 		m->slots[idx].backoff_ms = 0;
+		m->slots[idx].crashed = false;
 		spawn(m, idx, blocked);
 	}
 }
@@ -178,8 +184,11 @@ static void reap_one(struct master *m, pid_t pid, int status)
 			log_warnx("worker died pid=%d slot=%d %s uptime_s=%lld", (int)pid, i, how,
 				  (long long)(lived / 1000));
 		s->pid = 0;
-		if (!expected)
+		scoreboard_worker_exited(m->sb, i, status);
+		if (!expected) {
+			s->crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 			schedule_respawn(s, status, lived);
+		}
 		return;
 	}
 }
@@ -277,20 +286,15 @@ static void reload(struct master *m, const sigset_t *blocked)
 static void handle_signal(struct master *m, int sig, const sigset_t *blocked)
 {
 	switch (sig) {
-	case SIGCHLD:
-		reap(m);
-		break;
+	case SIGCHLD: reap(m); break;
 	case SIGHUP:
 		if (!m->stopping)
 			reload(m, blocked);
 		break;
 	case SIGTERM:
 	case SIGINT:
-	case SIGQUIT:
-		begin_stop(m, sig);
-		break;
-	default:
-		break;
+	case SIGQUIT: begin_stop(m, sig); break;
+	default: break;
 	}
 }
 
@@ -327,6 +331,13 @@ int master_run(struct config *cfg, const struct config_source *src, struct liste
 	struct master m = { .cfg = cfg, .src = src, .listener = l, .started_ms = clock_now_ms() };
 	sigset_t set;
 
+	m.sb = scoreboard_init_master();
+	if (!m.sb) {
+		log_error("cannot map the scoreboard");
+		config_free(cfg);
+		free(cfg);
+		return 1;
+	}
 	block_signals(&set);
 	spawn_generation(&m, &set);
 	while (!(m.stopping && live_children(&m) == 0)) {
@@ -340,6 +351,7 @@ int master_run(struct config *cfg, const struct config_source *src, struct liste
 		}
 	}
 	listen_close(l, true);
+	scoreboard_free(m.sb);
 	log_info("stopped");
 	config_free(m.cfg);
 	free(m.cfg);

@@ -27,8 +27,10 @@
 #include "config.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "peer.h"
 #include "router.h"
+#include "scoreboard.h"
 #include "worker.h"
 
 /* A peer that connects and then sends nothing (or half a record) may hold a
@@ -37,7 +39,7 @@
 /* An idle kept-alive connection from nginx (fastcgi_keep_conn) is closed after
  * this long; keep nginx's upstream keepalive_timeout below it. */
 #define KEEPALIVE_IDLE_TIMEOUT_MS 75000
-#define STOP_KICK_INTERVAL_MS 20
+#define STOP_KICK_INTERVAL_MS     20
 
 enum thread_state { THREAD_IDLE, THREAD_BUSY, THREAD_DONE };
 
@@ -51,6 +53,8 @@ struct worker {
 	const struct config *cfg;
 	int listen_fd;
 	int slot;
+	struct scoreboard *sb;
+	struct sb_slot *sb_slot;
 	int64_t started_ms;
 	atomic_bool stopping;
 	atomic_long requests;
@@ -131,11 +135,15 @@ static void dispatch(struct worker *w, const struct route_match *m, struct respo
 	case ROUTE_HEALTH:
 		r->status = 200;
 		r->content_type = "application/health+json";
-		r->body = health_live_body((long)((clock_now_ms() - w->started_ms) / 1000), &r->len);
+		r->body =
+		    health_live_body((long)((clock_now_ms() - w->started_ms) / 1000), &r->len);
 		break;
-	default:
-		respond_error(r, 404, "not found");
+	case ROUTE_METRICS:
+		r->status = 200;
+		r->content_type = METRICS_CONTENT_TYPE;
+		r->body = metrics_render(w->sb, w->cfg, &r->len);
 		break;
+	default: respond_error(r, 404, "not found"); break;
 	}
 }
 
@@ -166,9 +174,12 @@ static void handle_request(struct worker *w, FCGX_Request *req)
 	} else {
 		dispatch(w, &m, &r);
 	}
+	/* Counted before the answer leaves, so a scrape that follows it sees it. */
+	int64_t us = clock_now_us() - t0;
+	scoreboard_request(w->sb_slot, m.route, r.status, us);
 	write_response(req, &r, m.head);
 	free(r.body);
-	log_request(w, m.route, r.status, clock_now_us() - t0);
+	log_request(w, m.route, r.status, us);
 }
 
 /* Wait until fd is readable; false on timeout, error, or a stop request. */
@@ -203,7 +214,8 @@ static int accept_connection(struct worker *w)
 		if (fd < 0) {
 			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
 				log_warn("accept failed");
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				poll(NULL, 0, 10); /* let descriptors free up instead of spinning */
 			continue;
 		}
@@ -284,7 +296,7 @@ static void *request_thread_main(void *arg)
 
 static void install_signals(void)
 {
-	struct sigaction kick = { .sa_handler = on_kick };     /* no SA_RESTART: EINTR wanted */
+	struct sigaction kick = { .sa_handler = on_kick }; /* no SA_RESTART: EINTR wanted */
 	struct sigaction flag = { .sa_handler = on_flag_signal };
 	struct sigaction ign = { .sa_handler = SIG_IGN };
 
@@ -379,10 +391,16 @@ static void become_worker(const struct config *cfg)
 	(void)cfg;
 }
 
-int worker_run(const struct config *cfg, int listen_fd, int slot, int64_t started_ms)
+int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, int slot,
+	       int64_t started_ms)
 {
-	struct worker w = { .cfg = cfg, .listen_fd = listen_fd, .slot = slot,
-			    .started_ms = started_ms, .main_tid = pthread_self() };
+	struct worker w = { .cfg = cfg,
+			    .listen_fd = listen_fd,
+			    .slot = slot,
+			    .sb = sb,
+			    .sb_slot = &sb->slots[slot],
+			    .started_ms = started_ms,
+			    .main_tid = pthread_self() };
 	int status = 0;
 
 	become_worker(cfg);
@@ -390,6 +408,7 @@ int worker_run(const struct config *cfg, int listen_fd, int slot, int64_t starte
 		log_errorx("FCGX_Init failed");
 		return WORKER_EXIT_FATAL;
 	}
+	router_enable(ROUTE_METRICS, true);
 	w.allow = peer_allowlist_new(cfg->fcgi_web_server_addrs);
 	log_info("worker started slot=%d threads=%ld", slot, cfg->worker_threads);
 	if (start_threads(&w) < 0)

@@ -1,0 +1,225 @@
+/* metrics: render the scoreboard. Names carry base units (_seconds, _total);
+ * every family has HELP and TYPE. */
+#include <libpq-fe.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "scoreboard.h"
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	for (;;) {
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			abort();
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		b->cap = (b->cap + (size_t)n) * 2;
+		b->p = realloc(b->p, b->cap);
+		if (!b->p)
+			abort();
+	}
+}
+
+static void family(struct buf *b, const char *name, const char *type, const char *help)
+{
+	buf_printf(b, "# HELP neonfcgi_%s %s\n# TYPE neonfcgi_%s %s\n", name, help, name, type);
+}
+
+static const char *const status_labels[SB_STATUS_CLASSES] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+static const char *const close_labels[SB_CLOSE_REASONS] = { "idle", "lifetime", "overflow", "dead",
+							    "broken" };
+static const char *const exit_labels[SB_EXIT_CAUSES] = { "normal", "error", "signal" };
+
+static uint64_t sum_slots_requests(const struct scoreboard *sb, int r, int cls)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < SB_SLOTS; i++)
+		n += sb_get(&sb->slots[i].requests[r][cls]);
+	return n;
+}
+
+static void render_requests(struct buf *b, const struct scoreboard *sb)
+{
+	family(b, "requests_total", "counter",
+	       "FastCGI requests answered, by route and status class.");
+	for (int r = 0; r < ROUTE_COUNT; r++)
+		for (int c = 0; c < SB_STATUS_CLASSES; c++)
+			buf_printf(b, "neonfcgi_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+				   router_name((enum route)r), status_labels[c],
+				   (unsigned long long)sum_slots_requests(sb, r, c));
+}
+
+static void render_histogram(struct buf *b, const char *name, const char *labels,
+			     const uint64_t *buckets, uint64_t count, double sum_s)
+{
+	uint64_t cum = 0;
+	const char *sep = *labels ? "," : "";
+
+	for (int i = 0; i < SB_DURATION_BUCKETS; i++) {
+		cum += buckets[i];
+		buf_printf(b, "neonfcgi_%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+			   sb_duration_bounds[i], (unsigned long long)cum);
+	}
+	buf_printf(b, "neonfcgi_%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+		   (unsigned long long)count);
+	buf_printf(b, "neonfcgi_%s_sum{%s} %.6f\n", name, labels, sum_s);
+	buf_printf(b, "neonfcgi_%s_count{%s} %llu\n", name, labels, (unsigned long long)count);
+}
+
+static void render_durations(struct buf *b, const struct scoreboard *sb)
+{
+	family(b, "request_duration_seconds", "histogram", "Time to answer a request, by route.");
+	for (int r = 0; r < ROUTE_COUNT; r++) {
+		uint64_t buckets[SB_DURATION_BUCKETS] = { 0 }, us = 0, count = 0;
+		char labels[64];
+		for (int i = 0; i < SB_SLOTS; i++) {
+			const struct sb_slot *s = &sb->slots[i];
+			for (int k = 0; k < SB_DURATION_BUCKETS; k++)
+				buckets[k] += sb_get(&s->duration_buckets[r][k]);
+			us += sb_get(&s->duration_us[r]);
+		}
+		for (int c = 0; c < SB_STATUS_CLASSES; c++)
+			count += sum_slots_requests(sb, r, c);
+		snprintf(labels, sizeof(labels), "route=\"%s\"", router_name((enum route)r));
+		render_histogram(b, "request_duration_seconds", labels, buckets, count,
+				 (double)us / 1e6);
+	}
+}
+
+static void gauge(struct buf *b, const char *name, const char *help, long long v)
+{
+	family(b, name, "gauge", help);
+	buf_printf(b, "neonfcgi_%s %lld\n", name, v);
+}
+
+static void counter(struct buf *b, const char *name, const char *help, uint64_t v)
+{
+	family(b, name, "counter", help);
+	buf_printf(b, "neonfcgi_%s %llu\n", name, (unsigned long long)v);
+}
+
+static void render_pool_gauges(struct buf *b, const struct sb_pool *p, const struct config *cfg)
+{
+	family(b, "db_pool_connections", "gauge", "Database connections of all workers, by state.");
+	buf_printf(b, "neonfcgi_db_pool_connections{state=\"idle\"} %lld\n",
+		   (long long)sb_gauge_get(&p->idle));
+	buf_printf(b, "neonfcgi_db_pool_connections{state=\"in_use\"} %lld\n",
+		   (long long)sb_gauge_get(&p->in_use));
+	buf_printf(b, "neonfcgi_db_pool_connections{state=\"opening\"} %lld\n",
+		   (long long)sb_gauge_get(&p->opening));
+	gauge(b, "db_pool_waiting", "Requests waiting for a free connection.",
+	      sb_gauge_get(&p->waiting));
+	gauge(b, "db_pool_max_connections",
+	      "Configured bound: WORKERS x (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
+	      cfg->workers * (cfg->db_pool_size + cfg->db_max_overflow));
+	gauge(b, "db_pool_size", "Configured DB_POOL_SIZE (per worker).", cfg->db_pool_size);
+	gauge(b, "db_pool_max_overflow", "Configured DB_MAX_OVERFLOW (per worker).",
+	      cfg->db_max_overflow);
+	gauge(b, "db_breaker_open", "Workers whose circuit breaker is open.",
+	      sb_gauge_get(&p->breaker_open));
+}
+
+static void render_pool_counters(struct buf *b, const struct sb_pool *p)
+{
+	counter(b, "db_pool_acquires_total", "Connections handed out.", sb_get(&p->acquires));
+	counter(b, "db_pool_acquire_waits_total", "Acquires that had to wait.",
+		sb_get(&p->acquire_waits));
+	family(b, "db_pool_acquire_wait_seconds_total", "counter",
+	       "Time spent waiting for a connection.");
+	buf_printf(b, "neonfcgi_db_pool_acquire_wait_seconds_total %.6f\n",
+		   (double)sb_get(&p->acquire_wait_us) / 1e6);
+	counter(b, "db_pool_timeouts_total", "Acquires that timed out (pool_timeout).",
+		sb_get(&p->timeouts));
+	family(b, "db_connects_total", "counter", "Connection attempts, by result.");
+	buf_printf(b, "neonfcgi_db_connects_total{result=\"ok\"} %llu\n",
+		   (unsigned long long)sb_get(&p->connects_ok));
+	for (int c = DB_OK + 1; c < DB_CATEGORY_COUNT; c++)
+		buf_printf(b, "neonfcgi_db_connects_total{result=\"%s\"} %llu\n",
+			   db_category_name((enum db_category)c),
+			   (unsigned long long)sb_get(&p->connects_failed[c]));
+	uint64_t buckets[SB_DURATION_BUCKETS];
+	for (int k = 0; k < SB_DURATION_BUCKETS; k++)
+		buckets[k] = sb_get(&p->connect_buckets[k]);
+	family(b, "db_connect_duration_seconds", "histogram",
+	       "Time to open a connection (TLS and auth included).");
+	render_histogram(b, "db_connect_duration_seconds", "", buckets, sb_get(&p->connects_ok),
+			 (double)sb_get(&p->connect_us) / 1e6);
+	counter(b, "db_connect_retries_total", "Retries of transient connect failures.",
+		sb_get(&p->retries));
+	counter(b, "db_preping_evictions_total", "Pooled connections found dead before use.",
+		sb_get(&p->preping_evictions));
+	family(b, "db_connection_closes_total", "counter",
+	       "Connections closed by the pool, by reason.");
+	for (int r = 0; r < SB_CLOSE_REASONS; r++)
+		buf_printf(b, "neonfcgi_db_connection_closes_total{reason=\"%s\"} %llu\n",
+			   close_labels[r], (unsigned long long)sb_get(&p->closes[r]));
+	counter(b, "db_breaker_opens_total", "Times a worker's circuit breaker opened.",
+		sb_get(&p->breaker_opens));
+}
+
+static void render_workers(struct buf *b, const struct scoreboard *sb)
+{
+	long long live = 0;
+
+	for (int i = 0; i < SB_SLOTS; i++)
+		live += sb_gauge_get(&sb->slots[i].pid) != 0;
+	gauge(b, "workers", "Worker processes running.", live);
+	counter(b, "worker_starts_total", "Worker processes started.",
+		sb_get(&sb->master.worker_starts));
+	counter(b, "worker_restarts_total", "Workers respawned after an unexpected exit.",
+		sb_get(&sb->master.worker_restarts));
+	family(b, "worker_exits_total", "counter", "Worker exits, by cause.");
+	for (int c = 0; c < SB_EXIT_CAUSES; c++)
+		buf_printf(b, "neonfcgi_worker_exits_total{cause=\"%s\"} %llu\n", exit_labels[c],
+			   (unsigned long long)sb_get(&sb->master.worker_exits[c]));
+	gauge(b, "start_time_seconds", "Start of the instance, seconds since the epoch.",
+	      sb_gauge_get(&sb->master.started_unix_s));
+}
+
+static void render_build_info(struct buf *b)
+{
+	int pq = PQlibVersion();
+
+	family(b, "build_info", "gauge", "Build and library versions; always 1.");
+	buf_printf(b, "neonfcgi_build_info{version=\"%s\",libpq=\"%d.%d\",jansson=\"%s\"} 1\n",
+		   NEONFCGI_VERSION, pq / 10000, pq % 10000, jansson_version_str());
+}
+
+char *metrics_render(const struct scoreboard *sb, const struct config *cfg, size_t *len)
+{
+	struct buf b = { .cap = 16384 };
+	struct sb_pool pool;
+
+	b.p = malloc(b.cap);
+	if (!b.p)
+		abort();
+	render_build_info(&b);
+	render_requests(&b, sb);
+	render_durations(&b, sb);
+	scoreboard_sum_pool(sb, &pool);
+	render_pool_gauges(&b, &pool, cfg);
+	render_pool_counters(&b, &pool);
+	render_workers(&b, sb);
+	*len = b.len;
+	return b.p;
+}

@@ -1,0 +1,116 @@
+/* scoreboard: the shared statistics of the whole instance. */
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "scoreboard.h"
+
+const double sb_duration_bounds[SB_DURATION_BUCKETS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+};
+
+struct scoreboard *scoreboard_init_master(void)
+{
+	void *p = mmap(NULL, sizeof(struct scoreboard), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Anonymous mappings are zero-filled: every counter starts at 0. */
+	struct scoreboard *sb = p;
+	atomic_store(&sb->master.started_unix_s, (int64_t)time(NULL));
+	return sb;
+}
+
+void scoreboard_free(struct scoreboard *sb)
+{
+	if (sb)
+		munmap(sb, sizeof(*sb));
+}
+
+static void reset_pool_gauges(struct sb_pool *p)
+{
+	atomic_store(&p->idle, 0);
+	atomic_store(&p->in_use, 0);
+	atomic_store(&p->opening, 0);
+	atomic_store(&p->waiting, 0);
+	atomic_store(&p->breaker_open, 0);
+}
+
+void scoreboard_worker_started(struct scoreboard *sb, int idx, int pid, bool restart)
+{
+	struct sb_slot *s = &sb->slots[idx];
+
+	reset_pool_gauges(&s->pool);
+	atomic_store(&s->pid, pid);
+	sb_add(&sb->master.worker_starts, 1);
+	if (restart)
+		sb_add(&sb->master.worker_restarts, 1);
+}
+
+void scoreboard_worker_exited(struct scoreboard *sb, int idx, int wait_status)
+{
+	struct sb_slot *s = &sb->slots[idx];
+	enum sb_exit_cause cause = SB_EXIT_NORMAL;
+
+	if (WIFSIGNALED(wait_status))
+		cause = SB_EXIT_SIGNAL;
+	else if (WEXITSTATUS(wait_status) != 0)
+		cause = SB_EXIT_ERROR;
+	sb_add(&sb->master.worker_exits[cause], 1);
+	/* Its connections died with it: the pool gauges must not linger. */
+	reset_pool_gauges(&s->pool);
+	atomic_store(&s->pid, 0);
+}
+
+int scoreboard_bucket(int64_t us)
+{
+	double s = (double)us / 1e6;
+	int i = 0;
+
+	while (i < SB_DURATION_BUCKETS && s > sb_duration_bounds[i])
+		i++;
+	return i;
+}
+
+void scoreboard_request(struct sb_slot *slot, enum route r, int status, int64_t us)
+{
+	int cls = status / 100 - 1;
+	int b = scoreboard_bucket(us);
+
+	if (cls < 0 || cls >= SB_STATUS_CLASSES)
+		cls = SB_STATUS_CLASSES - 1;
+	sb_add(&slot->requests[r][cls], 1);
+	sb_add(&slot->duration_us[r], (uint64_t)us);
+	/* Buckets are stored non-cumulative; the renderer accumulates them. */
+	if (b < SB_DURATION_BUCKETS)
+		sb_add(&slot->duration_buckets[r][b], 1);
+}
+
+static void add_counters(sb_counter *dst, const sb_counter *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		atomic_store_explicit(&dst[i], sb_get(&dst[i]) + sb_get(&src[i]),
+				      memory_order_relaxed);
+}
+
+static void add_gauges(sb_gauge *dst, const sb_gauge *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		atomic_store_explicit(&dst[i], sb_gauge_get(&dst[i]) + sb_gauge_get(&src[i]),
+				      memory_order_relaxed);
+}
+
+void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < SB_SLOTS; i++) {
+		const struct sb_pool *p = &sb->slots[i].pool;
+		/* Gauges live at the start of the struct, counters after them. */
+		add_gauges(&out->idle, &p->idle, 5);
+		add_counters(&out->acquires, &p->acquires,
+			     (sizeof(*p) - offsetof(struct sb_pool, acquires)) /
+				 sizeof(sb_counter));
+	}
+}

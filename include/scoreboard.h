@@ -1,0 +1,96 @@
+/* scoreboard: one anonymous MAP_SHARED region created by the master before
+ * forking, with a slot per worker and one for the master. Each process
+ * updates only its own slot, with relaxed atomics (no locks on the request
+ * path); any worker reads all slots to answer /metrics and /health/db. */
+#ifndef NEONFCGI_SCOREBOARD_H
+#define NEONFCGI_SCOREBOARD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgconn.h"
+#include "router.h"
+
+#define SB_SLOTS            512 /* as many as the master can have: 2 × WORKERS max (reload overlap) */
+#define SB_STATUS_CLASSES   5 /* 1xx … 5xx */
+#define SB_DURATION_BUCKETS 12
+
+enum sb_close_reason {
+	SB_CLOSE_IDLE,
+	SB_CLOSE_LIFETIME,
+	SB_CLOSE_OVERFLOW,
+	SB_CLOSE_DEAD,
+	SB_CLOSE_BROKEN,
+	SB_CLOSE_REASONS
+};
+enum sb_exit_cause { SB_EXIT_NORMAL, SB_EXIT_ERROR, SB_EXIT_SIGNAL, SB_EXIT_CAUSES };
+
+typedef _Atomic uint64_t sb_counter;
+typedef _Atomic int64_t sb_gauge;
+
+/* What a worker's pool reports; counters only grow, gauges go up and down. */
+struct sb_pool {
+	sb_gauge idle, in_use, opening, waiting, breaker_open;
+	sb_counter acquires, acquire_waits, acquire_wait_us, timeouts;
+	sb_counter connects_ok, connects_failed[DB_CATEGORY_COUNT], connect_us;
+	sb_counter connect_buckets[SB_DURATION_BUCKETS];
+	sb_counter retries, preping_evictions, closes[SB_CLOSE_REASONS], breaker_opens;
+};
+
+struct sb_slot {
+	sb_gauge pid; /* 0 when no worker runs in the slot */
+	sb_counter requests[ROUTE_COUNT][SB_STATUS_CLASSES];
+	sb_counter duration_buckets[ROUTE_COUNT][SB_DURATION_BUCKETS];
+	sb_counter duration_us[ROUTE_COUNT];
+	struct sb_pool pool;
+};
+
+struct sb_master {
+	sb_counter worker_starts, worker_exits[SB_EXIT_CAUSES], worker_restarts;
+	sb_gauge started_unix_s;
+};
+
+struct scoreboard {
+	struct sb_master master;
+	struct sb_slot slots[SB_SLOTS];
+};
+
+/* Upper bounds (seconds) of the duration histograms' buckets (+Inf implied). */
+extern const double sb_duration_bounds[SB_DURATION_BUCKETS];
+
+/* Master, before forking: map the region (NULL on failure). */
+struct scoreboard *scoreboard_init_master(void);
+void scoreboard_free(struct scoreboard *sb);
+/* Master: a worker started in / left slot idx (gauges restart from zero;
+ * counters stay, so instance totals never go backwards). */
+void scoreboard_worker_started(struct scoreboard *sb, int idx, int pid, bool restart);
+void scoreboard_worker_exited(struct scoreboard *sb, int idx, int wait_status);
+/* Worker: one request finished. */
+void scoreboard_request(struct sb_slot *slot, enum route r, int status, int64_t us);
+/* Index of the bucket for a duration in µs (SB_DURATION_BUCKETS for +Inf). */
+int scoreboard_bucket(int64_t us);
+/* Sum of every slot's pool section into out (a plain, non-shared copy). */
+void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out);
+
+static inline void sb_add(sb_counter *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static inline void sb_gauge_add(sb_gauge *g, int64_t n)
+{
+	atomic_fetch_add_explicit(g, n, memory_order_relaxed);
+}
+
+static inline uint64_t sb_get(const sb_counter *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static inline int64_t sb_gauge_get(const sb_gauge *g)
+{
+	return atomic_load_explicit(g, memory_order_relaxed);
+}
+
+#endif
