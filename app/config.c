@@ -1,0 +1,1267 @@
+/* config: the variable table of DESIGN.md §2, one loop that parses and
+ * validates every row, the rules that span several variables, and the
+ * redaction of connection strings. Pure: it fills a problem list and never
+ * logs, prints to stderr or exits. */
+#include "config.h"
+#include "envfile.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_ENV_FILE   "./.env"
+#define WORKERS_MAX        256
+#define QUOTE_MAX          160 /* value bytes quoted in a problem line; the rest is "..." */
+#define QUOTE_BUF          (QUOTE_MAX * 4 + 8)
+#define REDACT_BUF         1024
+#define DATABASE_URL_FORMS "postgres:// or postgresql:// URI, or libpq key=value string"
+#define SSLMODE_ADVICE     "use sslmode=verify-full (require and verify-ca are also accepted)"
+#define SUN_PATH_MAX       sizeof(((struct sockaddr_un *)0)->sun_path)
+
+_Static_assert(sizeof(enum log_level) == sizeof(int), "enum rows are stored as int");
+_Static_assert(sizeof(enum log_format) == sizeof(int), "enum rows are stored as int");
+_Static_assert(sizeof(enum health_details) == sizeof(int), "enum rows are stored as int");
+
+/* ---- allocation: failure aborts here, nowhere else ---- */
+
+static void *xrealloc(void *ptr, size_t n)
+{
+	void *q = realloc(ptr, n ? n : 1);
+
+	if (q == NULL)
+		abort();
+	return q;
+}
+
+static void *xcalloc(size_t n)
+{
+	void *q = calloc(1, n ? n : 1);
+
+	if (q == NULL)
+		abort();
+	return q;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	return memcpy(xrealloc(NULL, n), s, n);
+}
+
+/* Free a string that may have held a password. */
+static void free_wiped(char *s)
+{
+	if (s != NULL) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+/* ---- problems ---- */
+
+void problems_add(struct problems *p, const char *fmt, ...)
+{
+	va_list ap;
+	char *line;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort();
+	line = xrealloc(NULL, (size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(line, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	p->lines = xrealloc(p->lines, (p->n + 1) * sizeof *p->lines);
+	p->lines[p->n++] = line;
+}
+
+void problems_free(struct problems *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->lines[i]);
+	free(p->lines);
+	p->lines = NULL;
+	p->n = 0;
+}
+
+/* ---- the table ---- */
+
+enum var_type { VAR_STRING, VAR_INT, VAR_OCTAL, VAR_BOOL, VAR_ENUM };
+
+enum var_flag {
+	VF_REQUIRED = 1 << 0, /* a problem when unset */
+	VF_SECRET = 1 << 1,   /* quoted and printed only through config_redact_url */
+	VF_OPTIONAL = 1 << 2, /* may stay unset: NULL string (empty = unset), -1 integer */
+	VF_ENV_ONLY = 1 << 3, /* never taken from the env file */
+	VF_WORKERS = 1 << 4,  /* default depends on how we were started (DESIGN.md §1) */
+	VF_ENV_FILE = 1 << 5, /* ENV_FILE itself: read before the loop */
+};
+
+struct load;
+struct var;
+typedef int (*var_check)(struct load *ld, const struct var *v, const char *val);
+
+struct var {
+	const char *name;
+	enum var_type type;
+	unsigned flags;
+	long min, max;            /* VAR_INT, VAR_OCTAL */
+	const char *def;          /* parsed like a value; NULL: required, unset or computed */
+	size_t off;               /* offsetof(struct config, field) */
+	const char *const *words; /* VAR_ENUM: names indexed by value, NULL-terminated */
+	var_check check;          /* VAR_STRING: validator, adds its own problem */
+	const char *help;         /* what the variable is for; --help */
+};
+
+static int check_database_url(struct load *ld, const struct var *v, const char *val);
+static int check_api_host(struct load *ld, const struct var *v, const char *val);
+static int check_api_socket(struct load *ld, const struct var *v, const char *val);
+static int check_web_server_addrs(struct load *ld, const struct var *v, const char *val);
+static int check_not_empty(struct load *ld, const struct var *v, const char *val);
+
+static const char *const health_words[] = { "full", "minimal", NULL };
+static const char *const level_words[] = { "debug", "info", "warn", "error", NULL };
+static const char *const format_words[] = { "text", "json", NULL };
+
+#define OFF(f) offsetof(struct config, f)
+#define STR(n, fl, d, f, chk, h)                                                                   \
+	{                                                                                          \
+		n, VAR_STRING, fl, 0, 0, d, OFF(f), NULL, chk, h                                   \
+	}
+#define INT(n, lo, hi, d, f, h)                                                                    \
+	{                                                                                          \
+		n, VAR_INT, 0, lo, hi, d, OFF(f), NULL, NULL, h                                    \
+	}
+#define BOOL(n, d, f, h)                                                                           \
+	{                                                                                          \
+		n, VAR_BOOL, 0, 0, 1, d, OFF(f), NULL, NULL, h                                     \
+	}
+#define ENUM(n, w, d, f, h)                                                                        \
+	{                                                                                          \
+		n, VAR_ENUM, 0, 0, 0, d, OFF(f), w, NULL, h                                        \
+	}
+
+static const struct var vars[] = {
+	STR("ENV_FILE", VF_ENV_ONLY | VF_ENV_FILE, DEFAULT_ENV_FILE, env_file, NULL,
+	    "env file read at start-up and on SIGHUP; the environment wins over it; "
+	    "set only in the environment; empty: read none"),
+	STR("DATABASE_URL", VF_REQUIRED | VF_SECRET, NULL, database_url, check_database_url,
+	    DATABASE_URL_FORMS " naming host, dbname and user; sslmode=require, verify-ca or "
+			       "verify-full (a unix-socket host is exempt)"),
+	STR("API_HOST", 0, "127.0.0.1", api_host, check_api_host,
+	    "IP address or resolvable name to listen on; a non-loopback address requires "
+	    "FCGI_WEB_SERVER_ADDRS"),
+	INT("API_PORT", 1024, 65535, "9009", api_port, "TCP port to listen on"),
+	STR("API_SOCKET", VF_OPTIONAL, NULL, api_socket, check_api_socket,
+	    "absolute path of a unix socket, shorter than 108 bytes; overrides API_HOST/API_PORT"),
+	{ "API_SOCKET_MODE", VAR_OCTAL, 0, 0, 0777, "0660", OFF(api_socket_mode), NULL, NULL,
+	  "permissions of the unix socket file" },
+	STR("FCGI_WEB_SERVER_ADDRS", VF_OPTIONAL, NULL, fcgi_web_server_addrs,
+	    check_web_server_addrs,
+	    "comma-separated IP addresses of the web servers allowed to connect over TCP"),
+	{ "WORKERS", VAR_INT, VF_WORKERS, 1, WORKERS_MAX, NULL, OFF(workers), NULL, NULL,
+	  "worker processes" },
+	INT("WORKER_THREADS", 1, 64, "4", worker_threads, "concurrent requests per worker"),
+	INT("DB_POOL_SIZE", 1, 100, "2", db_pool_size, "connections a worker keeps"),
+	INT("DB_MAX_OVERFLOW", 0, 100, "2", db_max_overflow,
+	    "extra connections a worker may open under bursts"),
+	INT("DB_OVERFLOW_IDLE_MS", 0, 600000, "5000", db_overflow_idle_ms,
+	    "idle time after which a connection above DB_POOL_SIZE is closed"),
+	INT("DB_POOL_TIMEOUT_MS", 1, 60000, "1000", db_pool_timeout_ms,
+	    "wait for a free connection before failing"),
+	BOOL("DB_POOL_PRE_PING", "true", db_pool_pre_ping,
+	     "check a pooled connection is alive before handing it out"),
+	INT("DB_IDLE_TIMEOUT_S", 0, 86400, "240", db_idle_timeout_s,
+	    "close connections idle longer (0 = never)"),
+	INT("DB_MAX_LIFETIME_S", 0, 86400, "1800", db_max_lifetime_s,
+	    "recycle older connections, with jitter (0 = never)"),
+	INT("DB_CONNECT_TIMEOUT_MS", 100, 60000, "1500", db_connect_timeout_ms,
+	    "deadline of one connection attempt"),
+	INT("DB_RETRY_ATTEMPTS", 0, 10, "3", db_retry_attempts,
+	    "retries of a transient connect failure"),
+	INT("DB_RETRY_BACKOFF_MS", 1, 10000, "100", db_retry_backoff_ms,
+	    "base delay of the exponential backoff"),
+	{ "DB_CONNECTION_BUDGET", VAR_INT, VF_OPTIONAL, 1, 1000000, NULL, OFF(db_connection_budget),
+	  NULL, NULL,
+	  "refuse to start when WORKERS * (DB_POOL_SIZE + DB_MAX_OVERFLOW) exceeds it" },
+	INT("HEALTH_TIMEOUT_MS", 100, 30000, "1500", health_timeout_ms,
+	    "total deadline of /health/db, retries included"),
+	ENUM("HEALTH_DETAILS", health_words, "full", health_details,
+	     "minimal: /health/db reports status only"),
+	ENUM("LOG_LEVEL", level_words, "info", log_level, "lowest level logged"),
+	ENUM("LOG_FORMAT", format_words, "text", log_format,
+	     "text: ts level msg key=value; json: one object a line"),
+	INT("MAX_REQUESTS", 0, 1000000000, "0", max_requests,
+	    "recycle a worker after that many requests (0 = never)"),
+	INT("SHUTDOWN_TIMEOUT_MS", 0, 600000, "10000", shutdown_timeout_ms,
+	    "time in-flight requests get on a graceful stop"),
+	BOOL("ACCESS_LOG", "false", access_log, "one log line per request"),
+	INT("SLOW_REQUEST_MS", 1, 600000, "1000", slow_request_ms,
+	    "warn about requests slower than this"),
+	BOOL("MIGRATE_ON_START", "false", migrate_on_start,
+	     "run pending migrations in the master before forking"),
+	INT("DB_START_TIMEOUT_MS", 0, 600000, "30000", db_start_timeout_ms,
+	    "with MIGRATE_ON_START, how long to wait for a waking database"),
+	STR("MIGRATIONS_DIR", 0, "./migrations", migrations_dir, check_not_empty,
+	    "directory of NNNN_name.sql files"),
+};
+
+#define NVARS (sizeof vars / sizeof vars[0])
+_Static_assert(NVARS <= 64, "struct load tracks bad rows in a uint64_t");
+
+/* State of one config_load call. */
+struct load {
+	struct config *cfg;
+	const struct config_source *src;
+	const struct envfile *file;
+	struct problems *p;
+	uint64_t bad; /* bit i: row i was set to an invalid value, or is required and unset */
+};
+
+static const struct var *var_find(const char *name, size_t *index)
+{
+	for (size_t i = 0; i < NVARS; i++) {
+		if (strcmp(vars[i].name, name) == 0) {
+			*index = i;
+			return &vars[i];
+		}
+	}
+	return NULL;
+}
+
+static void mark_bad(struct load *ld, const struct var *v)
+{
+	ld->bad |= UINT64_C(1) << (size_t)(v - vars);
+}
+
+static bool is_bad(const struct load *ld, const char *name)
+{
+	size_t i;
+
+	return var_find(name, &i) != NULL && (ld->bad & (UINT64_C(1) << i)) != 0;
+}
+
+static void *field(struct config *cfg, const struct var *v)
+{
+	return (char *)cfg + v->off;
+}
+
+static const void *cfield(const struct config *cfg, const struct var *v)
+{
+	return (const char *)cfg + v->off;
+}
+
+/* ---- value parsers ---- */
+
+/* Strict integer: digits only (a leading '-' in base 10), no blanks, no
+ * trailing junk, no overflow, within [min, max]. */
+static int parse_long(const char *s, int base, long min, long max, long *n)
+{
+	char *end;
+	long x;
+
+	if (!isdigit((unsigned char)s[0]) &&
+	    !(base == 10 && s[0] == '-' && isdigit((unsigned char)s[1])))
+		return -1;
+	errno = 0;
+	x = strtol(s, &end, base);
+	if (errno != 0 || *end != '\0' || x < min || x > max)
+		return -1;
+	*n = x;
+	return 0;
+}
+
+static int parse_word(const char *const *words, const char *s, long *n)
+{
+	for (long i = 0; words[i] != NULL; i++) {
+		if (strcasecmp(words[i], s) == 0) {
+			*n = i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int parse_bool(const char *s, long *n)
+{
+	static const char *const yes[] = { "1", "true", "yes", "on", NULL };
+	static const char *const no[] = { "0", "false", "no", "off", NULL };
+	long unused;
+
+	if (parse_word(yes, s, &unused) == 0)
+		*n = 1;
+	else if (parse_word(no, s, &unused) == 0)
+		*n = 0;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_scalar(const struct var *v, const char *s, long *n)
+{
+	switch (v->type) {
+	case VAR_INT: return parse_long(s, 10, v->min, v->max, n);
+	case VAR_OCTAL: return parse_long(s, 8, v->min, v->max, n);
+	case VAR_BOOL: return parse_bool(s, n);
+	case VAR_ENUM: return parse_word(v->words, s, n);
+	case VAR_STRING: break;
+	}
+	return -1;
+}
+
+static void store_scalar(struct config *cfg, const struct var *v, long n)
+{
+	if (v->type == VAR_BOOL)
+		*(bool *)field(cfg, v) = n != 0;
+	else if (v->type == VAR_ENUM)
+		*(int *)field(cfg, v) = (int)n;
+	else
+		*(long *)field(cfg, v) = n;
+}
+
+/* ---- quoting values in problem lines ---- */
+
+/* Copy s for use inside "..." on one line: quotes, backslashes and control
+ * bytes escaped, at most QUOTE_MAX bytes of s, "..." when cut. */
+static void escape_value(const char *s, char *buf, size_t len)
+{
+	size_t o = 0, i;
+
+	for (i = 0; s[i] != '\0' && i < QUOTE_MAX; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (o + 5 >= len)
+			break;
+		if (c == '"' || c == '\\')
+			o += (size_t)snprintf(buf + o, len - o, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	if (s[i] != '\0' && o + 4 <= len)
+		o += (size_t)snprintf(buf + o, len - o, "...");
+	buf[o] = '\0';
+}
+
+/* The value as it may appear in a problem line: secrets only redacted. */
+static void quote_value(const struct var *v, const char *val, char *buf, size_t len)
+{
+	char redacted[REDACT_BUF];
+
+	if (v->flags & VF_SECRET) {
+		config_redact_url(val, redacted, sizeof redacted);
+		escape_value(redacted, buf, len);
+		explicit_bzero(redacted, sizeof redacted);
+	} else {
+		escape_value(val, buf, len);
+	}
+}
+
+static void join_words(const char *const *words, const char *sep, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; words[i] != NULL && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? sep : "", words[i]);
+}
+
+/* "an integer between 1 and 256" etc.: what is valid for a scalar row. */
+static void describe_valid(const struct var *v, char *buf, size_t len)
+{
+	char words[128];
+
+	switch (v->type) {
+	case VAR_INT: snprintf(buf, len, "an integer between %ld and %ld", v->min, v->max); break;
+	case VAR_OCTAL:
+		snprintf(buf, len, "octal permission bits between %04lo and %04lo", v->min, v->max);
+		break;
+	case VAR_BOOL: snprintf(buf, len, "a boolean (1/0, true/false, yes/no, on/off)"); break;
+	case VAR_ENUM:
+		join_words(v->words, ", ", words, sizeof words);
+		snprintf(buf, len, "one of %s", words);
+		break;
+	case VAR_STRING: buf[0] = '\0'; break;
+	}
+}
+
+static void report_invalid(struct load *ld, const struct var *v, const char *val)
+{
+	char q[QUOTE_BUF], valid[256];
+
+	quote_value(v, val, q, sizeof q);
+	describe_valid(v, valid, sizeof valid);
+	problems_add(ld->p, "%s=\"%s\": must be %s", v->name, q, valid);
+}
+
+/* ---- DATABASE_URL ---- */
+
+enum ssl_class { SSL_ABSENT, SSL_WEAK, SSL_REQUIRE, SSL_VERIFY, SSL_INVALID };
+
+/* What the validator needs from a parsed connection string; no secret. */
+struct db_facts {
+	bool host, dbname, user, tcp, port_ok;
+	enum ssl_class ssl;
+	char sslmode[32];
+};
+
+/* A comma-separated host list reaches some host over TCP, not a unix socket
+ * ('/' path, or '@' abstract name as libpq reads it on Linux). Empty entries
+ * fall back to libpq's default socket. */
+static bool hosts_use_tcp(const char *hosts)
+{
+	for (const char *h = hosts;; h++) {
+		size_t len = strcspn(h, ",");
+
+		if (len > 0 && *h != '/' && *h != '@')
+			return true;
+		h += len;
+		if (*h == '\0')
+			return false;
+	}
+}
+
+/* A comma-separated port list: each entry empty (default) or 1..65535. */
+static bool ports_valid(const char *ports)
+{
+	char one[16];
+	long n;
+
+	for (const char *s = ports;; s++) {
+		size_t len = strcspn(s, ",");
+
+		if (len >= sizeof one)
+			return false;
+		memcpy(one, s, len);
+		one[len] = '\0';
+		if (len > 0 && parse_long(one, 10, 1, 65535, &n) < 0)
+			return false;
+		s += len;
+		if (*s == '\0')
+			return true;
+	}
+}
+
+static enum ssl_class classify_sslmode(const char *mode)
+{
+	static const char *const weak[] = { "disable", "allow", "prefer", NULL };
+	static const char *const verify[] = { "verify-ca", "verify-full", NULL };
+
+	if (mode == NULL || *mode == '\0')
+		return SSL_ABSENT;
+	for (size_t i = 0; weak[i] != NULL; i++)
+		if (strcmp(mode, weak[i]) == 0)
+			return SSL_WEAK;
+	for (size_t i = 0; verify[i] != NULL; i++)
+		if (strcmp(mode, verify[i]) == 0)
+			return SSL_VERIFY;
+	return strcmp(mode, "require") == 0 ? SSL_REQUIRE : SSL_INVALID;
+}
+
+static bool nonempty(const char *val)
+{
+	return val != NULL && *val != '\0';
+}
+
+static void note_option(struct db_facts *f, const char *key, const char *val)
+{
+	if (strcmp(key, "host") == 0 && nonempty(val)) {
+		f->host = true;
+		f->tcp = f->tcp || hosts_use_tcp(val);
+	} else if (strcmp(key, "hostaddr") == 0 && nonempty(val)) {
+		f->host = f->tcp = true;
+	} else if (strcmp(key, "dbname") == 0) {
+		f->dbname = nonempty(val);
+	} else if (strcmp(key, "user") == 0) {
+		f->user = nonempty(val);
+	} else if (strcmp(key, "port") == 0 && val != NULL) {
+		f->port_ok = ports_valid(val);
+	} else if (strcmp(key, "sslmode") == 0) {
+		f->ssl = classify_sslmode(val);
+		escape_value(val ? val : "", f->sslmode, sizeof f->sslmode);
+	}
+}
+
+/* PQconninfoParse's error text may quote the password: wipe it unread. */
+static void free_pq_error(char *err)
+{
+	if (err == NULL)
+		abort(); /* libpq's out-of-memory signal */
+	explicit_bzero(err, strlen(err));
+	PQfreemem(err);
+}
+
+/* Option values include the password: wipe all of them before freeing. */
+static void free_options(PQconninfoOption *opts)
+{
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+		if (o->val != NULL)
+			explicit_bzero(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+}
+
+static int db_facts(const char *url, struct db_facts *f)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &err);
+
+	memset(f, 0, sizeof *f);
+	f->port_ok = true;
+	if (opts == NULL) {
+		free_pq_error(err);
+		return -1;
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+		note_option(f, o->keyword, o->val);
+	free_options(opts);
+	return 0;
+}
+
+/* Length of a "scheme://" prefix of s (0 if none). */
+static size_t uri_prefix_len(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	if (len == 0 || !isalpha((unsigned char)s[0]))
+		return 0;
+	while (i < len &&
+	       (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
+		i++;
+	if (len - i >= 3 && memcmp(s + i, "://", 3) == 0)
+		return i + 3;
+	return 0;
+}
+
+static int check_scheme(struct load *ld, const char *url, const char *shown)
+{
+	size_t n = uri_prefix_len(url, strlen(url));
+	char scheme[64];
+
+	if (n == 0 || strncmp(url, "postgres://", n) == 0 || strncmp(url, "postgresql://", n) == 0)
+		return 0;
+	snprintf(scheme, sizeof scheme, "%.*s", (int)(n - 3 < 40 ? n - 3 : 40), url);
+	problems_add(
+	    ld->p, "DATABASE_URL=\"%s\": scheme \"%s\" is not supported; use a " DATABASE_URL_FORMS,
+	    shown, scheme);
+	return -1;
+}
+
+/* Host, database and user must be named (libpq would fall back to the
+ * environment and the OS user); the port, if given, must be a port. */
+static int report_parts(struct load *ld, const struct db_facts *f, const char *shown)
+{
+	char missing[32] = "";
+	int rc = 0;
+
+	if (!f->host)
+		strcat(missing, ", host");
+	if (!f->dbname)
+		strcat(missing, ", dbname");
+	if (!f->user)
+		strcat(missing, ", user");
+	if (missing[0] != '\0') {
+		problems_add(ld->p,
+			     "DATABASE_URL=\"%s\": must name a host, a database and a "
+			     "user; missing: %s",
+			     shown, missing + 2);
+		rc = -1;
+	}
+	if (!f->port_ok) {
+		problems_add(ld->p,
+			     "DATABASE_URL=\"%s\": port must be an integer between 1 and "
+			     "65535",
+			     shown);
+		rc = -1;
+	}
+	return rc;
+}
+
+static int report_sslmode(struct load *ld, const struct db_facts *f, const char *shown)
+{
+	if (f->ssl == SSL_INVALID) {
+		problems_add(ld->p,
+			     "DATABASE_URL=\"%s\": sslmode=\"%s\" is not a libpq sslmode; %s",
+			     shown, f->sslmode, SSLMODE_ADVICE);
+		return -1;
+	}
+	if (!f->host || !f->tcp)
+		return 0; /* a unix socket is not on the network: TLS is not needed */
+	if (f->ssl == SSL_ABSENT) {
+		problems_add(ld->p,
+			     "DATABASE_URL=\"%s\": sslmode is not set, so TLS is not "
+			     "guaranteed over TCP; add sslmode=verify-full (require and verify-ca "
+			     "are also accepted)",
+			     shown);
+		return -1;
+	}
+	if (f->ssl == SSL_WEAK) {
+		problems_add(ld->p,
+			     "DATABASE_URL=\"%s\": sslmode=%s does not guarantee TLS over "
+			     "TCP; %s",
+			     shown, f->sslmode, SSLMODE_ADVICE);
+		return -1;
+	}
+	return 0;
+}
+
+static void report_required(struct load *ld, const struct var *v)
+{
+	/* DATABASE_URL, the one required row, is secret: its short form list is
+	 * what the operator needs here, not the whole help text. */
+	problems_add(ld->p, "%s: required (%s)", v->name,
+		     (v->flags & VF_SECRET) ? DATABASE_URL_FORMS : v->help);
+}
+
+static int check_database_url(struct load *ld, const struct var *v, const char *val)
+{
+	char shown[QUOTE_BUF];
+	struct db_facts f;
+	int rc;
+
+	if (*val == '\0') {
+		report_required(ld, v);
+		return -1;
+	}
+	quote_value(v, val, shown, sizeof shown);
+	if (check_scheme(ld, val, shown) < 0)
+		return -1;
+	if (db_facts(val, &f) < 0) {
+		problems_add(ld->p,
+			     "DATABASE_URL=\"%s\": cannot be parsed as a URI or key=value "
+			     "string (" DATABASE_URL_FORMS ")",
+			     shown);
+		return -1;
+	}
+	rc = report_parts(ld, &f, shown);
+	if (report_sslmode(ld, &f, shown) < 0)
+		rc = -1;
+	/* sslmode=require encrypts without authenticating the server: the
+	 * server warns at start-up (DESIGN.md §5). */
+	ld->cfg->db_sslmode_require = f.tcp && f.ssl == SSL_REQUIRE;
+	return rc;
+}
+
+/* ---- the listen variables ---- */
+
+static bool is_ip(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* Letters, digits, '-', '_' (container names) and dots between non-empty
+ * labels: refuse what could never be a name before asking the resolver. */
+static bool hostname_syntax_ok(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > 253 || s[0] == '.' || strstr(s, "..") != NULL)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("-_.", s[i]) == NULL)
+			return false;
+	return true;
+}
+
+/* Resolution happens once, at start-up (and on SIGHUP), never per request. */
+static int resolve(const char *host)
+{
+	struct addrinfo hints, *res = NULL;
+	int rc;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+	rc = getaddrinfo(host, NULL, &hints, &res);
+	if (res != NULL)
+		freeaddrinfo(res);
+	return rc;
+}
+
+static int check_api_host(struct load *ld, const struct var *v, const char *val)
+{
+	char q[QUOTE_BUF];
+	int rc;
+
+	if (is_ip(val))
+		return 0;
+	quote_value(v, val, q, sizeof q);
+	if (!hostname_syntax_ok(val)) {
+		problems_add(ld->p,
+			     "%s=\"%s\": must be an IP address (IPv6 without brackets) or a "
+			     "resolvable host name",
+			     v->name, q);
+		return -1;
+	}
+	rc = resolve(val);
+	if (rc == 0)
+		return 0;
+	problems_add(ld->p, "%s=\"%s\": must be an IP address or a resolvable host name (%s)",
+		     v->name, q, gai_strerror(rc));
+	return -1;
+}
+
+static int check_api_socket(struct load *ld, const struct var *v, const char *val)
+{
+	char q[QUOTE_BUF];
+
+	if (val[0] == '/' && strlen(val) < SUN_PATH_MAX)
+		return 0;
+	quote_value(v, val, q, sizeof q);
+	problems_add(ld->p, "%s=\"%s\": must be an absolute path shorter than %zu bytes", v->name,
+		     q, SUN_PATH_MAX);
+	return -1;
+}
+
+static int check_web_server_addrs(struct load *ld, const struct var *v, const char *val)
+{
+	char one[INET6_ADDRSTRLEN + 1], q[QUOTE_BUF], bad[QUOTE_BUF];
+
+	for (const char *s = val;; s++) {
+		size_t len = strcspn(s, ",");
+
+		if (len < sizeof one) {
+			memcpy(one, s, len);
+			one[len] = '\0';
+		}
+		if (len >= sizeof one || !is_ip(one)) {
+			quote_value(v, val, q, sizeof q);
+			snprintf(one, sizeof one, "%.*s", (int)(len < 40 ? len : 40), s);
+			escape_value(one, bad, sizeof bad);
+			problems_add(ld->p,
+				     "%s=\"%s\": \"%s\" is not an IP address; must be "
+				     "comma-separated IPv4 or IPv6 addresses without spaces",
+				     v->name, q, bad);
+			return -1;
+		}
+		s += len;
+		if (*s == '\0')
+			return 0;
+	}
+}
+
+static int check_not_empty(struct load *ld, const struct var *v, const char *val)
+{
+	if (*val != '\0')
+		return 0;
+	problems_add(ld->p, "%s=\"\": must not be empty (%s)", v->name, v->help);
+	return -1;
+}
+
+/* ---- loading ---- */
+
+static const char *env_get(char *const *env, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; env != NULL && *env != NULL; env++)
+		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
+			return *env + n + 1;
+	return NULL;
+}
+
+/* python-decouple order: the real environment first, then the file. */
+static const char *lookup(const struct load *ld, const struct var *v)
+{
+	const char *val = env_get(ld->src->environ, v->name);
+
+	if (val == NULL && !(v->flags & VF_ENV_ONLY))
+		val = envfile_get(ld->file, v->name);
+	return val;
+}
+
+/* DESIGN.md §1: spawned on fd 0 (lighttpd, mod_fcgid) the spawner decides
+ * the process count, PHP_FCGI_CHILDREN or 1; standalone, one per CPU. */
+static long default_workers(const struct config_source *src)
+{
+	const char *children;
+	long n;
+
+	if (src->spawned) {
+		children = env_get(src->environ, "PHP_FCGI_CHILDREN");
+		if (children != NULL && parse_long(children, 10, 1, WORKERS_MAX, &n) == 0)
+			return n;
+		return 1;
+	}
+	n = src->online_cpus;
+	return n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : n;
+}
+
+static void set_string(struct config *cfg, const struct var *v, const char *val)
+{
+	char **slot = field(cfg, v);
+
+	free_wiped(*slot);
+	*slot = val != NULL ? xstrdup(val) : NULL;
+}
+
+static void apply_default(struct load *ld, const struct var *v)
+{
+	long n = v->min;
+
+	if (v->flags & VF_REQUIRED) {
+		report_required(ld, v);
+		mark_bad(ld, v);
+	} else if (v->type == VAR_STRING) {
+		set_string(ld->cfg, v, v->def);
+	} else if (v->flags & VF_WORKERS) {
+		store_scalar(ld->cfg, v, default_workers(ld->src));
+	} else if (v->def == NULL) {
+		store_scalar(ld->cfg, v, -1);
+	} else if (parse_scalar(v, v->def, &n) == 0) {
+		store_scalar(ld->cfg, v, n);
+	}
+}
+
+static void load_var(struct load *ld, const struct var *v)
+{
+	const char *val = lookup(ld, v);
+	long n;
+
+	if (val != NULL && *val == '\0' && v->type == VAR_STRING && (v->flags & VF_OPTIONAL))
+		val = NULL;
+	if (val == NULL) {
+		apply_default(ld, v);
+	} else if (v->type == VAR_STRING) {
+		set_string(ld->cfg, v, val);
+		if (v->check != NULL && v->check(ld, v, val) < 0)
+			mark_bad(ld, v);
+	} else if (parse_scalar(v, val, &n) == 0) {
+		store_scalar(ld->cfg, v, n);
+	} else {
+		report_invalid(ld, v, val);
+		mark_bad(ld, v);
+		apply_default(ld, v);
+	}
+}
+
+/* ENV_FILE comes from the environment only. The default file may be absent;
+ * an explicitly named one must be readable. */
+static void load_env_file(struct load *ld, struct envfile *ef)
+{
+	const char *path = env_get(ld->src->environ, "ENV_FILE");
+
+	if (path != NULL && *path == '\0')
+		return;
+	if (path == NULL) {
+		path = DEFAULT_ENV_FILE;
+		if (access(path, F_OK) != 0 && errno == ENOENT)
+			return;
+	}
+	ld->cfg->env_file = xstrdup(path);
+	(void)envfile_read(path, ef, ld->p); /* its problems are in ld->p */
+}
+
+static void check_budget(struct load *ld)
+{
+	const struct config *c = ld->cfg;
+	long need;
+
+	if (c->db_connection_budget < 0 || is_bad(ld, "WORKERS") || is_bad(ld, "DB_POOL_SIZE") ||
+	    is_bad(ld, "DB_MAX_OVERFLOW"))
+		return;
+	need = c->workers * (c->db_pool_size + c->db_max_overflow);
+	if (need <= c->db_connection_budget)
+		return;
+	problems_add(ld->p,
+		     "DB_CONNECTION_BUDGET=\"%ld\": WORKERS * (DB_POOL_SIZE + "
+		     "DB_MAX_OVERFLOW) = %ld * (%ld + %ld) = %ld connections exceeds the budget "
+		     "of %ld; lower WORKERS, DB_POOL_SIZE or DB_MAX_OVERFLOW, or raise the budget",
+		     c->db_connection_budget, c->workers, c->db_pool_size, c->db_max_overflow, need,
+		     c->db_connection_budget);
+}
+
+static bool is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (strcasecmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return false;
+}
+
+/* FastCGI has no authentication: whoever reaches the port can send requests
+ * with any CGI parameters. Listening beyond loopback needs a peer list. */
+static void check_exposure(struct load *ld)
+{
+	const struct config *c = ld->cfg;
+	char q[QUOTE_BUF];
+
+	if (c->api_socket != NULL || ld->src->spawned || c->fcgi_web_server_addrs != NULL ||
+	    is_bad(ld, "API_HOST") || is_bad(ld, "API_SOCKET") || is_loopback(c->api_host))
+		return;
+	escape_value(c->api_host, q, sizeof q);
+	problems_add(ld->p,
+		     "API_HOST=\"%s\": a non-loopback address requires "
+		     "FCGI_WEB_SERVER_ADDRS (comma-separated IPs of the web servers allowed to "
+		     "connect): FastCGI has no authentication",
+		     q);
+}
+
+int config_load(struct config *cfg, const struct config_source *src, struct problems *p)
+{
+	struct envfile ef = { NULL, 0 };
+	struct load ld = { cfg, src, &ef, p, 0 };
+	size_t before = p->n;
+
+	memset(cfg, 0, sizeof *cfg);
+	load_env_file(&ld, &ef);
+	for (size_t i = 0; i < NVARS; i++)
+		if (!(vars[i].flags & VF_ENV_FILE))
+			load_var(&ld, &vars[i]);
+	check_budget(&ld);
+	check_exposure(&ld);
+	envfile_free(&ef);
+	return p->n == before ? 0 : -1;
+}
+
+void config_free(struct config *cfg)
+{
+	for (size_t i = 0; i < NVARS; i++) {
+		if (vars[i].type == VAR_STRING) {
+			char **slot = field(cfg, &vars[i]);
+
+			free_wiped(*slot);
+			*slot = NULL;
+		}
+	}
+}
+
+/* ---- printing ---- */
+
+static void print_string(const struct var *v, const char *val, FILE *out)
+{
+	char *buf;
+	size_t len;
+
+	if (val == NULL || !(v->flags & VF_SECRET)) {
+		fprintf(out, "%s=%s\n", v->name, val ? val : "");
+		return;
+	}
+	len = strlen(val) * 3 + 16; /* room for every "****" */
+	buf = xcalloc(len);
+	config_redact_url(val, buf, len);
+	fprintf(out, "%s=%s\n", v->name, buf);
+	free(buf);
+}
+
+static const char *word_at(const char *const *words, int n)
+{
+	for (int i = 0; words[i] != NULL; i++)
+		if (i == n)
+			return words[i];
+	return "?";
+}
+
+static void print_var(const struct config *cfg, const struct var *v, FILE *out)
+{
+	const void *f = cfield(cfg, v);
+	long n;
+
+	switch (v->type) {
+	case VAR_STRING: print_string(v, *(char *const *)f, out); break;
+	case VAR_INT:
+		n = *(const long *)f;
+		if (n < 0 && (v->flags & VF_OPTIONAL))
+			fprintf(out, "%s=\n", v->name);
+		else
+			fprintf(out, "%s=%ld\n", v->name, n);
+		break;
+	case VAR_OCTAL: fprintf(out, "%s=%04lo\n", v->name, (unsigned long)*(const long *)f); break;
+	case VAR_BOOL: fprintf(out, "%s=%s\n", v->name, *(const bool *)f ? "true" : "false"); break;
+	case VAR_ENUM: fprintf(out, "%s=%s\n", v->name, word_at(v->words, *(const int *)f)); break;
+	}
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	for (size_t i = 0; i < NVARS; i++)
+		print_var(cfg, &vars[i], out);
+}
+
+void config_print_help(FILE *out)
+{
+	char valid[256];
+	const char *def;
+
+	for (size_t i = 0; i < NVARS; i++) {
+		const struct var *v = &vars[i];
+
+		def = v->def                   ? v->def
+		      : v->flags & VF_REQUIRED ? "required"
+		      : v->flags & VF_WORKERS  ? "online CPUs"
+					       : "unset";
+		describe_valid(v, valid, sizeof valid);
+		fprintf(out, "  %-22s %-13s %s%s%s\n", v->name, def, valid, valid[0] ? "; " : "",
+			v->help);
+	}
+	fprintf(out, "  (WORKERS default: online CPUs; spawned on fd 0: PHP_FCGI_CHILDREN or 1)\n");
+}
+
+void config_db_target(const struct config *cfg, char *out, size_t outlen)
+{
+	const char *host = NULL, *hostaddr = NULL, *port = NULL, *db = NULL;
+	char *err = NULL;
+	PQconninfoOption *opts;
+
+	if (outlen == 0)
+		return;
+	snprintf(out, outlen, "(invalid)");
+	if (cfg->database_url == NULL)
+		return;
+	opts = PQconninfoParse(cfg->database_url, &err);
+	if (opts == NULL) {
+		free_pq_error(err);
+		return;
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		const char **slot = strcmp(o->keyword, "host") == 0       ? &host
+				    : strcmp(o->keyword, "hostaddr") == 0 ? &hostaddr
+				    : strcmp(o->keyword, "port") == 0     ? &port
+				    : strcmp(o->keyword, "dbname") == 0   ? &db
+									  : NULL;
+		if (slot != NULL && nonempty(o->val))
+			*slot = o->val;
+	}
+	host = host ? host : hostaddr ? hostaddr : "localhost";
+	snprintf(out, outlen, strchr(host, ':') && !strchr(host, ',') ? "[%s]:%s/%s" : "%s:%s/%s",
+		 host, port ? port : "5432", db ? db : "");
+	free_options(opts);
+}
+
+/* ---- redaction ----
+ * Marks the bytes of every password in a mask, then copies the string with
+ * each marked run replaced by "****". It errs towards hiding too much: any
+ * string libpq could read a password from must not show it, however odd. */
+
+static void mark(unsigned char *mask, size_t from, size_t to)
+{
+	if (to > from)
+		memset(mask + from, 1, to - from);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A parameter name that may name a secret: password and sslpassword, and
+ * near misses libpq refuses but an operator may have typed ("passwd", "pwd")
+ * -- any case, percent-decoded as libpq does in URIs. Names too long to
+ * decode here are treated as secret. */
+static bool key_is_secret(const char *k, size_t len, bool percent)
+{
+	char name[64];
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++, o++) {
+		if (o + 1 >= sizeof name)
+			return true;
+		if (percent && k[i] == '%' && i + 2 < len && hexval(k[i + 1]) >= 0 &&
+		    hexval(k[i + 2]) >= 0) {
+			name[o] = (char)(hexval(k[i + 1]) * 16 + hexval(k[i + 2]));
+			i += 2;
+		} else {
+			name[o] = k[i];
+		}
+		name[o] = (char)tolower((unsigned char)name[o]);
+	}
+	name[o] = '\0';
+	return strstr(name, "pass") != NULL || strstr(name, "pwd") != NULL ||
+	       strstr(name, "secret") != NULL || memchr(name, '\0', o) != NULL;
+}
+
+/* URI query "a=b&password=x": libpq splits on '&' only. The query starts
+ * at some '?' (not always the first: "[?]" can be a bracketed host), so a
+ * parameter may begin after any '?' or '&'. */
+static void mark_query(const char *s, size_t len, size_t start, unsigned char *mask)
+{
+	for (size_t i = start; i < len; i++) {
+		size_t eq, end;
+
+		if (s[i] != '?' && s[i] != '&')
+			continue;
+		for (eq = i + 1; eq < len && s[eq] != '=' && s[eq] != '&'; eq++)
+			;
+		if (eq >= len || s[eq] != '=' || !key_is_secret(s + i + 1, eq - i - 1, true))
+			continue;
+		for (end = eq + 1; end < len && s[end] != '&'; end++)
+			;
+		mark(mask, eq + 1, end);
+	}
+}
+
+/* scheme://user:password@host...: libpq ends the userinfo at the first '@',
+ * RFC 3986 at the last one in the authority; hiding from the first ':' to the
+ * last '@' anywhere covers both and a password holding '@', ':', '/' or '?'. */
+static void mark_uri(const char *s, size_t len, unsigned char *mask)
+{
+	size_t start = uri_prefix_len(s, len), at = len, colon;
+
+	for (size_t i = len; i > start; i--) {
+		if (s[i - 1] == '@') {
+			at = i - 1;
+			break;
+		}
+	}
+	if (at < len) {
+		for (colon = start; colon < at && s[colon] != ':'; colon++)
+			;
+		if (colon < at)
+			mark(mask, colon + 1, at);
+	}
+	mark_query(s, len, start, mask);
+}
+
+static size_t skip_space(const char *s, size_t len, size_t i)
+{
+	while (i < len && isspace((unsigned char)s[i]))
+		i++;
+	return i;
+}
+
+static bool keyword_ok(const char *k, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)k[i]) && k[i] != '_')
+			return false;
+	return true;
+}
+
+/* End of a key=value value starting at i, per libpq's conninfo_parse:
+ * 'quoted' with backslash escapes, or bare up to whitespace with backslash
+ * escapes; len + 1 for an unterminated quote. */
+static size_t kv_value_end(const char *s, size_t len, size_t i)
+{
+	if (i < len && s[i] == '\'') {
+		for (i++; i < len; i++) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '\'')
+				return i + 1;
+		}
+		return len + 1;
+	}
+	while (i < len && !isspace((unsigned char)s[i]))
+		i += s[i] == '\\' ? 2 : 1;
+	return i < len ? i : len;
+}
+
+/* dbname='postgres://u:pw@h/d' is not expanded by PQconninfoParse, but it
+ * still carries a password. */
+static void mark_nested_uri(const char *s, size_t from, size_t to, unsigned char *mask)
+{
+	if (to - from >= 2 && s[from] == '\'') {
+		from++;
+		to--;
+	}
+	if (uri_prefix_len(s + from, to - from) > 0)
+		mark_uri(s + from, to - from, mask + from);
+}
+
+/* One keyword = value pair at i; returns where the next one may start.
+ * Anything libpq would refuse hides the rest of the string: we cannot know
+ * where a password in it would end. */
+static size_t mark_kv_pair(const char *s, size_t len, size_t i, unsigned char *mask)
+{
+	size_t key = i, keylen, val, end;
+
+	while (i < len && s[i] != '=' && !isspace((unsigned char)s[i]))
+		i++;
+	keylen = i - key;
+	i = skip_space(s, len, i);
+	if (i >= len || s[i] != '=' || !keyword_ok(s + key, keylen)) {
+		mark(mask, key, len);
+		return len;
+	}
+	val = skip_space(s, len, i + 1);
+	end = kv_value_end(s, len, val);
+	if (end > len) {
+		mark(mask, val, len);
+		return len;
+	}
+	if (key_is_secret(s + key, keylen, false))
+		mark(mask, val, end);
+	else
+		mark_nested_uri(s, val, end, mask);
+	return end;
+}
+
+static void mark_kv(const char *s, size_t len, unsigned char *mask)
+{
+	size_t i = skip_space(s, len, 0);
+
+	while (i < len) {
+		i = mark_kv_pair(s, len, i, mask);
+		i = skip_space(s, len, i);
+	}
+}
+
+static void emit_masked(const char *s, size_t len, const unsigned char *mask, char *out,
+			size_t outlen)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (mask[i] && i > 0 && mask[i - 1])
+			continue;
+		if (o + (mask[i] ? 4 : 1) >= outlen)
+			break;
+		if (mask[i]) {
+			memcpy(out + o, "****", 4);
+			o += 4;
+		} else {
+			out[o++] = s[i];
+		}
+	}
+	out[o] = '\0';
+}
+
+void config_redact_url(const char *url, char *out, size_t outlen)
+{
+	unsigned char *mask;
+	size_t len;
+
+	if (outlen == 0)
+		return;
+	if (url == NULL) {
+		out[0] = '\0';
+		return;
+	}
+	len = strlen(url);
+	mask = xcalloc(len + 1);
+	if (uri_prefix_len(url, len) > 0)
+		mark_uri(url, len, mask);
+	else
+		mark_kv(url, len, mask);
+	emit_masked(url, len, mask, out, outlen);
+	free(mask);
+}
