@@ -1,10 +1,18 @@
 /* scoreboard: the shared statistics of the whole instance. */
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 
 #include "scoreboard.h"
+
+/* struct sb_pool is SB_POOL_GAUGES gauges followed only by counters. */
+#define SB_POOL_GAUGES 5
+_Static_assert(offsetof(struct sb_pool, acquires) == SB_POOL_GAUGES * sizeof(sb_gauge),
+	       "sb_pool must start with its gauges");
+_Static_assert((sizeof(struct sb_pool) - offsetof(struct sb_pool, acquires)) % sizeof(sb_counter) == 0,
+	       "sb_pool must end with counters only");
 
 const double sb_duration_bounds[SB_DURATION_BUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -107,8 +115,7 @@ void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out)
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < SB_SLOTS; i++) {
 		const struct sb_pool *p = &sb->slots[i].pool;
-		/* Gauges live at the start of the struct, counters after them. */
-		add_gauges(&out->idle, &p->idle, 5);
+		add_gauges(&out->idle, &p->idle, SB_POOL_GAUGES);
 		add_counters(&out->acquires, &p->acquires,
 			     (sizeof(*p) - offsetof(struct sb_pool, acquires)) /
 				 sizeof(sb_counter));
