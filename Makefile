@@ -16,7 +16,7 @@ BUILD ?= build/san
 SAN_FLAGS := -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
-PKGS := fcgi libpq jansson
+PKGS := fcgi libpq jansson libcrypto
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
@@ -53,14 +53,17 @@ $(BUILD)/obj $(BUILD)/tests:
 test_config_SRCS := app/config.c app/envfile.c
 test_envfile_SRCS := app/envfile.c app/config.c
 test_router_SRCS := app/router.c
+test_scoreboard_SRCS := app/scoreboard.c app/router.c
+test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c app/pgconn.c app/log.c
 test_retry_SRCS := app/retry.c
+test_migrate_SRCS := app/migrate.c app/retry.c
 test_pgconn_SRCS := app/pgconn.c
-test_pool_SRCS := app/pool.c app/retry.c app/pgconn.c
+test_pool_SRCS := app/pool.c app/retry.c app/pgconn.c app/scoreboard.c app/router.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 .SECONDEXPANSION:
-$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_%_SRCS),app/%.c) $$(wildcard include/*.h) | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $$(wildcard include/*.h) | $(BUILD)/tests
 	$(CC) $(FINAL_CFLAGS) $(CMOCKA_CFLAGS) -Wno-missing-prototypes \
 		$(filter %.c,$^) -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS) $(CMOCKA_LIBS) -lm
 
@@ -82,6 +85,26 @@ valgrind: $(UNIT_BINS)
 
 run: deps all
 	@scripts/run.sh $(abspath $(BUILD)/neonfcgi)
+
+# Load benchmark (bench/, not part of `make check`): deps first, then the build,
+# as `check` does, so it also runs on a machine without the -dev packages yet.
+BENCH_BINS := $(BUILD)/bench/fcgi-floor $(BUILD)/bench/fcgi-db-floor $(BUILD)/bench/delay-relay
+$(BUILD)/bench:
+	mkdir -p $@
+$(BUILD)/bench/fcgi-floor: bench/fcgi-floor.c | $(BUILD)/bench
+	$(CC) $(FINAL_CFLAGS) -DFLOOR_DB=0 $< -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS)
+$(BUILD)/bench/fcgi-db-floor: bench/fcgi-floor.c | $(BUILD)/bench
+	$(CC) $(FINAL_CFLAGS) -DFLOOR_DB=1 $< -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS)
+$(BUILD)/bench/delay-relay: bench/delay-relay.c | $(BUILD)/bench
+	$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS)
+.PHONY: bench-bins
+bench-bins: $(BENCH_BINS)
+
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all bench-bins
+	@NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) BENCH_BIN_DIR=$(abspath $(BUILD)/bench) \
+		/usr/bin/python3 bench/bench.py
 
 install: $(BUILD)/neonfcgi
 	install -d $(DESTDIR)$(BINDIR)

@@ -86,6 +86,30 @@ static const char *parse_value(const char *p, char *out, size_t outlen)
 	return p;
 }
 
+/* A field value that is a plain number is logged as a JSON number. */
+static json_t *json_value(const char *v)
+{
+	char *end;
+
+	if (*v && strspn(v, "-0123456789") == strlen(v) && strlen(v) < 19) {
+		long long n = strtoll(v, &end, 10);
+		if (*end == '\0')
+			return json_integer(n);
+	}
+	if (*v && strspn(v, "-0123456789.") == strlen(v)) {
+		double d = strtod(v, &end);
+		if (*end == '\0')
+			return json_real(d);
+	}
+	return json_string(v);
+}
+
+static bool is_reserved_key(const char *key)
+{
+	return !strcmp(key, "ts") || !strcmp(key, "level") || !strcmp(key, "pid") ||
+	       !strcmp(key, "msg");
+}
+
 static void add_fields_json(json_t *obj, const char *p)
 {
 	char key[64], value[LOG_LINE_MAX];
@@ -99,7 +123,9 @@ static void add_fields_json(json_t *obj, const char *p)
 		memcpy(key, p, (size_t)(eq - p));
 		key[eq - p] = '\0';
 		p = parse_value(eq + 1, value, sizeof(value));
-		json_object_set_new(obj, key, json_string(value));
+		/* The line's own keys are never overwritten by a field. */
+		if (!is_reserved_key(key))
+			json_object_set_new(obj, key, json_value(value));
 	}
 }
 

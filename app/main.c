@@ -14,6 +14,8 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "migrate.h"
+#include "ping.h"
 
 #define EX_OK    0
 #define EX_USAGE 64
@@ -32,6 +34,9 @@ static void print_usage(FILE *out)
 {
 	fputs("usage: neonfcgi [serve]            run master + workers (default)\n"
 	      "       neonfcgi check-config       validate configuration, print it redacted\n"
+	      "       neonfcgi ping               one connection + SELECT 1: latency, server, TLS\n"
+	      "       neonfcgi migrate [--dry-run]   apply pending migrations (MIGRATIONS_DIR)\n"
+	      "       neonfcgi migrate status     list applied and pending migrations\n"
 	      "       neonfcgi --version | --help\n"
 	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error.\n"
 	      "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
@@ -71,12 +76,44 @@ static void banner(const struct config *cfg, const struct listener *l)
 			  "use sslmode=verify-full");
 }
 
+/* `migrate`, `migrate --dry-run`, `migrate status`; -1 on anything else. */
+static int parse_migrate_args(int argc, char **argv, enum migrate_mode *mode)
+{
+	if (argc == 2)
+		*mode = MIGRATE_RUN;
+	else if (argc == 3 && !strcmp(argv[2], "--dry-run"))
+		*mode = MIGRATE_DRY_RUN;
+	else if (argc == 3 && !strcmp(argv[2], "status"))
+		*mode = MIGRATE_STATUS;
+	else
+		return -1;
+	return 0;
+}
+
+/* Migrations run before the socket is opened: a web server's connections
+ * then fail fast instead of queueing on a backlog nobody accepts from while
+ * we wait up to DB_START_TIMEOUT_MS, and a refused migration leaves no
+ * socket file behind. */
+static int migrate_before_serving(struct config *cfg)
+{
+	int rc = cfg->migrate_on_start ? migrate_on_start(cfg) : 0;
+
+	if (rc != 0) {
+		config_free(cfg);
+		free(cfg);
+	}
+	return rc;
+}
+
 static int serve(struct config *cfg, const struct config_source *src)
 {
 	struct listener l;
 	char err[512];
 
 	log_init(cfg->log_level, cfg->log_format);
+	int mrc = migrate_before_serving(cfg);
+	if (mrc != 0)
+		return mrc;
 	if (listen_open(cfg, &l, err, sizeof(err)) < 0) {
 		log_errorx("cannot listen: %s", err);
 		config_free(cfg);
@@ -102,12 +139,19 @@ int main(int argc, char **argv)
 		print_version(stdout);
 		return EX_OK;
 	}
-	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check-config") != 0) {
+	bool migrate = !strcmp(cmd, "migrate");
+	enum migrate_mode mode = MIGRATE_RUN;
+	bool ping = !strcmp(cmd, "ping");
+	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check-config") != 0 && !migrate && !ping) {
 		fprintf(stderr, "neonfcgi: unknown command \"%s\"\n", cmd);
 		print_usage(stderr);
 		return EX_USAGE;
 	}
-	if (argc > 2) {
+	if (migrate && parse_migrate_args(argc, argv, &mode) < 0) {
+		fprintf(stderr, "neonfcgi: usage: neonfcgi migrate [--dry-run] | migrate status\n");
+		return EX_USAGE;
+	}
+	if (!migrate && argc > 2) {
 		fprintf(stderr, "neonfcgi: %s takes no arguments\n", cmd);
 		return EX_USAGE;
 	}
@@ -118,6 +162,13 @@ int main(int argc, char **argv)
 	if (rc != EX_OK || !strcmp(cmd, "check-config")) {
 		if (rc == EX_OK)
 			config_print(cfg, stdout);
+		config_free(cfg);
+		free(cfg);
+		return rc;
+	}
+	if (migrate || ping) {
+		log_init(cfg->log_level, cfg->log_format);
+		rc = ping ? ping_run(cfg, stdout) : migrate_command(cfg, mode);
 		config_free(cfg);
 		free(cfg);
 		return rc;

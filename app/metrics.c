@@ -52,8 +52,9 @@ static const char *const exit_labels[SB_EXIT_CAUSES] = { "normal", "error", "sig
 static uint64_t sum_slots_requests(const struct scoreboard *sb, int r, int cls)
 {
 	uint64_t n = 0;
+	int used = scoreboard_slots_used(sb);
 
-	for (int i = 0; i < SB_SLOTS; i++)
+	for (int i = 0; i < used; i++)
 		n += sb_get(&sb->slots[i].requests[r][cls]);
 	return n;
 }
@@ -92,7 +93,7 @@ static void render_durations(struct buf *b, const struct scoreboard *sb)
 	for (int r = 0; r < ROUTE_COUNT; r++) {
 		uint64_t buckets[SB_DURATION_BUCKETS] = { 0 }, us = 0, count = 0;
 		char labels[64];
-		for (int i = 0; i < SB_SLOTS; i++) {
+		for (int i = 0; i < scoreboard_slots_used(sb); i++) {
 			const struct sb_slot *s = &sb->slots[i];
 			for (int k = 0; k < SB_DURATION_BUCKETS; k++)
 				buckets[k] += sb_get(&s->duration_buckets[r][k]);
@@ -181,7 +182,7 @@ static void render_workers(struct buf *b, const struct scoreboard *sb)
 {
 	long long live = 0;
 
-	for (int i = 0; i < SB_SLOTS; i++)
+	for (int i = 0; i < scoreboard_slots_used(sb); i++)
 		live += sb_gauge_get(&sb->slots[i].pid) != 0;
 	gauge(b, "workers", "Worker processes running.", live);
 	counter(b, "worker_starts_total", "Worker processes started.",

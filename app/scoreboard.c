@@ -52,6 +52,8 @@ void scoreboard_worker_started(struct scoreboard *sb, int idx, int pid, bool res
 
 	reset_pool_gauges(&s->pool);
 	atomic_store(&s->pid, pid);
+	if (sb_gauge_get(&sb->master.slots_used) < idx + 1)
+		atomic_store(&sb->master.slots_used, idx + 1);
 	sb_add(&sb->master.worker_starts, 1);
 	if (restart)
 		sb_add(&sb->master.worker_restarts, 1);
@@ -70,6 +72,13 @@ void scoreboard_worker_exited(struct scoreboard *sb, int idx, int wait_status)
 	/* Its connections died with it: the pool gauges must not linger. */
 	reset_pool_gauges(&s->pool);
 	atomic_store(&s->pid, 0);
+}
+
+int scoreboard_slots_used(const struct scoreboard *sb)
+{
+	int64_t n = sb_gauge_get(&sb->master.slots_used);
+
+	return n < 0 ? 0 : n > SB_SLOTS ? SB_SLOTS : (int)n;
 }
 
 int scoreboard_bucket(int64_t us)
@@ -112,8 +121,10 @@ static void add_gauges(sb_gauge *dst, const sb_gauge *src, size_t n)
 
 void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out)
 {
+	int n = scoreboard_slots_used(sb);
+
 	memset(out, 0, sizeof(*out));
-	for (int i = 0; i < SB_SLOTS; i++) {
+	for (int i = 0; i < n; i++) {
 		const struct sb_pool *p = &sb->slots[i].pool;
 		add_gauges(&out->idle, &p->idle, SB_POOL_GAUGES);
 		add_counters(&out->acquires, &p->acquires,

@@ -29,6 +29,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
+#include "pgconn.h"
+#include "pool.h"
 #include "router.h"
 #include "scoreboard.h"
 #include "worker.h"
@@ -60,6 +62,8 @@ struct worker {
 	atomic_long requests;
 	pthread_t main_tid;
 	struct peer_allowlist *allow;
+	struct pgconn_params *db_params;
+	struct pool *pool;
 	struct request_thread *threads;
 	long nthreads; /* started */
 };
@@ -129,6 +133,51 @@ static void write_response(FCGX_Request *req, const struct response *r, bool hea
 		FCGX_PutStr(r->body, (int)r->len, req->out);
 }
 
+/* Acquire a pooled connection and run SELECT 1, all within the deadline. */
+static void check_db(struct worker *w, int64_t deadline_ms, struct health_db_check *chk)
+{
+	int64_t t0 = clock_now_us();
+	struct pool_conn *c;
+	struct db_error err = { 0 };
+
+	chk->ok = false;
+	if (pool_acquire(w->pool, deadline_ms, &c, &err) == 0) {
+		int rc = pgconn_exec(pool_conn_handle(c), "SELECT 1", deadline_ms, NULL, &err);
+		pool_release(w->pool, c, rc != 0 && pgconn_error_discards(&err));
+		chk->ok = rc == 0;
+	}
+	chk->category = err.category;
+	chk->response_ms = (double)(clock_now_us() - t0) / 1000.0;
+	health_stamp(chk);
+	if (!chk->ok)
+		log_warnx("health check failed category=%s ms=%.1f", db_category_name(err.category),
+			  chk->response_ms);
+}
+
+static void pool_view(const struct worker *w, struct health_pool_view *v)
+{
+	struct sb_pool sum;
+
+	scoreboard_sum_pool(w->sb, &sum);
+	v->idle = (long)sb_gauge_get(&sum.idle);
+	v->in_use = (long)sb_gauge_get(&sum.in_use);
+	v->waiting = (long)sb_gauge_get(&sum.waiting);
+	v->breakers_open = (long)sb_gauge_get(&sum.breaker_open);
+	v->max = w->cfg->workers * (w->cfg->db_pool_size + w->cfg->db_max_overflow);
+}
+
+static void respond_health_db(struct worker *w, struct response *r)
+{
+	struct health_db_check chk;
+	struct health_pool_view view;
+
+	check_db(w, clock_now_ms() + w->cfg->health_timeout_ms, &chk);
+	pool_view(w, &view);
+	r->content_type = "application/health+json";
+	r->body = health_db_body(&chk, &view, w->cfg->health_details, &r->status, &r->retry_after,
+				 &r->len);
+}
+
 static void dispatch(struct worker *w, const struct route_match *m, struct response *r)
 {
 	switch (m->route) {
@@ -137,6 +186,9 @@ static void dispatch(struct worker *w, const struct route_match *m, struct respo
 		r->content_type = "application/health+json";
 		r->body =
 		    health_live_body((long)((clock_now_ms() - w->started_ms) / 1000), &r->len);
+		break;
+	case ROUTE_HEALTH_DB:
+		respond_health_db(w, r);
 		break;
 	case ROUTE_METRICS:
 		r->status = 200;
@@ -391,6 +443,35 @@ static void become_worker(const struct config *cfg)
 	(void)cfg;
 }
 
+/* The pool starts empty: no connection is opened until a request needs one. */
+static int db_init_worker(struct worker *w)
+{
+	char err[256];
+
+	w->db_params = pgconn_params_new(w->cfg->database_url, err, sizeof(err));
+	if (!w->db_params) {
+		log_errorx("DATABASE_URL unusable: %s", err);
+		return -1;
+	}
+	w->pool = pool_create(w->cfg, pgconn_connector(), w->db_params);
+	if (!w->pool) {
+		log_errorx("cannot create the connection pool");
+		pgconn_params_free(w->db_params);
+		return -1;
+	}
+	pool_set_mirror(w->pool, &w->sb_slot->pool);
+	router_enable(ROUTE_HEALTH_DB, true);
+	return 0;
+}
+
+/* Only after every request thread has been joined: closes each connection
+ * cleanly (PQfinish sends Terminate), so the server logs no broken client. */
+static void db_stop_worker(struct worker *w)
+{
+	pool_destroy(w->pool);
+	pgconn_params_free(w->db_params);
+}
+
 int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, int slot,
 	       int64_t started_ms)
 {
@@ -408,6 +489,8 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 		log_errorx("FCGX_Init failed");
 		return WORKER_EXIT_FATAL;
 	}
+	if (db_init_worker(&w) < 0)
+		return WORKER_EXIT_FATAL;
 	router_enable(ROUTE_METRICS, true);
 	w.allow = peer_allowlist_new(cfg->fcgi_web_server_addrs);
 	log_info("worker started slot=%d threads=%ld", slot, cfg->worker_threads);
@@ -416,6 +499,7 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 	else
 		wait_for_stop();
 	stop_threads(&w);
+	db_stop_worker(&w);
 	peer_allowlist_free(w.allow);
 	log_info("worker stopped slot=%d requests=%ld", slot, atomic_load(&w.requests));
 	return status;

@@ -45,6 +45,8 @@ const char *db_category_name(enum db_category c);
 
 struct pgconn_params *pgconn_params_new(const char *database_url, char *err, size_t errlen);
 void pgconn_params_free(struct pgconn_params *p);
+/* The value given to keyword (after our additions and removals), or NULL. */
+const char *pgconn_params_get(const struct pgconn_params *p, const char *keyword);
 
 /* One connection attempt, never blocking past deadline_ms (clock_now_ms()).
  * NULL on failure with err filled. */
@@ -64,5 +66,19 @@ int pgconn_exec_params(PGconn *c, const char *sql, int nparams, const char *cons
 bool pgconn_looks_alive(PGconn *c);
 /* PQfinish, after which c is gone. */
 void pgconn_close(PGconn *c);
+
+/* The pool's connector over this module (see pool.h); its ctx is the
+ * struct pgconn_params * the connections are opened with. */
+struct pool_connector;
+const struct pool_connector *pgconn_connector(void);
+/* Classify a failed connection attempt from libpq's error text (SQLSTATE
+ * when the text carries one, else wording); err->message is our own
+ * description, never libpq's text. Pure; exposed for the unit tests. */
+void pgconn_classify_connect_error(const char *libpq_message, struct db_error *err);
+/* Whether a SQLSTATE means "try again later": class 08, 53, 57P01–57P03. */
+bool pgconn_sqlstate_transient(const char *sqlstate);
+/* Whether a connection that pgconn_exec failed on with err must be discarded
+ * rather than returned to the pool (anything but an ordinary query error). */
+bool pgconn_error_discards(const struct db_error *err);
 
 #endif

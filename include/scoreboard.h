@@ -49,6 +49,7 @@ struct sb_slot {
 struct sb_master {
 	sb_counter worker_starts, worker_exits[SB_EXIT_CAUSES], worker_restarts;
 	sb_gauge started_unix_s;
+	sb_gauge slots_used; /* 1 + highest slot index ever used: readers stop there */
 };
 
 struct scoreboard {
@@ -70,6 +71,8 @@ void scoreboard_worker_exited(struct scoreboard *sb, int idx, int wait_status);
 void scoreboard_request(struct sb_slot *slot, enum route r, int status, int64_t us);
 /* Index of the bucket for a duration in µs (SB_DURATION_BUCKETS for +Inf). */
 int scoreboard_bucket(int64_t us);
+/* Slots a reader must visit (the rest were never used). */
+int scoreboard_slots_used(const struct scoreboard *sb);
 /* Sum of every slot's pool section into out (a plain, non-shared copy). */
 void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out);
 

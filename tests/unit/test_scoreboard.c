@@ -12,8 +12,14 @@
 
 static int setup(void **state)
 {
-	*state = scoreboard_init_master();
-	return *state ? 0 : -1;
+	struct scoreboard *sb = scoreboard_init_master();
+
+	if (!sb)
+		return -1;
+	/* Readers visit only the slots a worker used; these tests use any. */
+	atomic_store(&sb->master.slots_used, SB_SLOTS);
+	*state = sb;
+	return 0;
 }
 
 static int teardown(void **state)
@@ -100,6 +106,19 @@ static void test_sum_pool_over_slots(void **state)
 	assert_int_equal(sb_get(&sum.breaker_opens), 6);
 }
 
+static void test_slots_used_is_a_high_water_mark(void **state)
+{
+	struct scoreboard *sb = *state;
+
+	atomic_store(&sb->master.slots_used, 0);
+	assert_int_equal(scoreboard_slots_used(sb), 0);
+	scoreboard_worker_started(sb, 3, 100, false);
+	scoreboard_worker_started(sb, 1, 101, false);
+	assert_int_equal(scoreboard_slots_used(sb), 4);
+	scoreboard_worker_exited(sb, 3, 0);
+	assert_int_equal(scoreboard_slots_used(sb), 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -109,6 +128,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_exit_causes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sum_pool_over_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slots_used_is_a_high_water_mark, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests_name("scoreboard", tests, NULL, NULL);
 }

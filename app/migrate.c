@@ -1,0 +1,1450 @@
+/* migrate: schema migrations. The first half is pure (names, checksums, SQL
+ * splitting, plans); the second half talks to the database through pgconn.
+ *
+ * Concurrency: every check-and-apply happens inside one transaction that
+ * first takes pg_advisory_xact_lock, so runners on many hosts serialize and
+ * re-check, and the lock dies with the transaction — a transaction-mode
+ * pooler (PgBouncer, Neon's -pooler hosts) keeps a transaction on one server
+ * connection, but not a session, so a session lock would not hold there. */
+#include "migrate.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "pgconn.h"
+#include "retry.h"
+
+#define TABLE "neonfcgi_schema_migrations"
+/* The advisory lock key is "neonfcgi" in ASCII (0x6e656f6e66636769):
+ * recognisable in pg_locks and unlikely to collide with an application's. */
+#define LOCK_KEY "7954886836774725481"
+#define LOCK_SQL "BEGIN; SELECT pg_advisory_xact_lock(" LOCK_KEY ")"
+/* The claim on no-transaction files (see claim()): the next key. */
+#define CLAIM_KEY "7954886836774725482"
+#define CLAIM_SQL                                                                        \
+	"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_try_advisory_xact_lock(" CLAIM_KEY \
+	")"
+#define CLAIM_POLL_MS 250
+#define CREATE_SQL                                                                         \
+	LOCK_SQL "; CREATE TABLE IF NOT EXISTS " TABLE " (version integer PRIMARY KEY, "    \
+		 "name text NOT NULL, checksum text NOT NULL, "                             \
+		 "applied_at timestamptz NOT NULL DEFAULT now(), duration_ms bigint NOT NULL); " \
+		 "COMMIT"
+#define SELECT_APPLIED                                                                    \
+	"SELECT version, name, checksum, "                                                 \
+	"to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') FROM " TABLE \
+	" ORDER BY version"
+/* DDL may legitimately take minutes (a table rewrite, an index build, a lock
+ * wait behind a long query, or the advisory lock while another host migrates);
+ * the deadline only catches a server that stopped answering. */
+#define STATEMENT_DEADLINE_MS (10 * 60 * 1000)
+#define ROLLBACK_DEADLINE_MS 5000
+/* A migration is SQL text written by hand or by a tool; anything larger is
+ * almost certainly a mistake (a dump), and it is read into memory. */
+#define MAX_FILE_BYTES (64L * 1024 * 1024)
+/* A waking Neon compute answers within seconds: look at least once a second. */
+#define START_BACKOFF_CAP_MS 1000
+#define CONNECT_BACKOFF_CAP_MS 2000
+
+/* ---- allocation: failure aborts, nothing handles half a NULL ---- */
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		abort();
+	return p;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+	if (!p)
+		abort();
+	return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+	char *d = xrealloc(NULL, n + 1);
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
+static char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+/* ---- names, checksums, the no-transaction marker ---- */
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Lower case only: on a case-insensitive checkout (macOS, Windows) two names
+ * differing in case would be one file, and the recorded name is compared
+ * exactly. */
+static bool is_name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || is_digit(c) || c == '_';
+}
+
+bool migrate_parse_name(const char *fname, int *version)
+{
+	size_t n = strlen(fname);
+	int v = 0;
+
+	if (n < 4 + 1 + 1 + 4 || fname[4] != '_' || strcmp(fname + n - 4, ".sql") != 0)
+		return false;
+	for (size_t i = 0; i < 4; i++) {
+		if (!is_digit(fname[i]))
+			return false;
+		v = v * 10 + (fname[i] - '0');
+	}
+	for (size_t i = 5; i < n - 4; i++)
+		if (!is_name_char(fname[i]))
+			return false;
+	if (v == 0)
+		return false;
+	*version = v;
+	return true;
+}
+
+void migrate_sha256_hex(const void *data, size_t len, char out[MIGRATE_SHA256_HEX])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+		abort(); /* fails only without memory */
+	for (unsigned int i = 0; i < mdlen; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
+	}
+	out[64] = '\0';
+}
+
+bool migrate_has_no_tx_marker(const char *sql, size_t len)
+{
+	size_t m = strlen(MIGRATE_NO_TX_MARKER);
+
+	if (len < m || memcmp(sql, MIGRATE_NO_TX_MARKER, m) != 0)
+		return false;
+	/* Only blanks may follow on that line (a CRLF checkout included). */
+	for (size_t i = m; i < len && sql[i] != '\n'; i++)
+		if (sql[i] != ' ' && sql[i] != '\t' && sql[i] != '\r')
+			return false;
+	return true;
+}
+
+/* ---- splitting SQL into statements, as psql does ---- */
+
+struct lexer {
+	const char *s;
+	size_t i;
+	int line;
+	int paren;
+	int begin_depth; /* BEGIN … END nesting in a CREATE FUNCTION/PROCEDURE */
+	int nwords;
+	char lead[4];    /* initials of the first words when they are create/or/… */
+	bool in_stmt;
+	struct migrate_stmt cur;
+};
+
+struct stmt_list {
+	struct migrate_stmt *v;
+	size_t n;
+};
+
+static void lx_step(struct lexer *lx)
+{
+	if (lx->s[lx->i] == '\n')
+		lx->line++;
+	lx->i++;
+}
+
+static bool is_ident_start(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static bool is_ident_char(unsigned char c)
+{
+	return is_ident_start(c) || is_digit((char)c) || c == '$';
+}
+
+static void lx_skip_block_comment(struct lexer *lx)
+{
+	const char *s = lx->s;
+	int depth = 0;
+
+	/* PostgreSQL block comments nest, unlike C's. */
+	while (s[lx->i]) {
+		if (s[lx->i] == '/' && s[lx->i + 1] == '*') {
+			depth++;
+			lx->i += 2;
+		} else if (s[lx->i] == '*' && s[lx->i + 1] == '/') {
+			lx->i += 2;
+			if (--depth == 0)
+				return;
+		} else {
+			lx_step(lx);
+		}
+	}
+}
+
+static void lx_skip_blank(struct lexer *lx)
+{
+	const char *s = lx->s;
+
+	for (;;) {
+		char c = s[lx->i];
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')
+			lx_step(lx);
+		else if (c == '-' && s[lx->i + 1] == '-')
+			while (s[lx->i] && s[lx->i] != '\n')
+				lx_step(lx);
+		else if (c == '/' && s[lx->i + 1] == '*')
+			lx_skip_block_comment(lx);
+		else
+			return;
+	}
+}
+
+/* '…' ('' escapes; backslash escapes too for E'…') or "…" (an identifier). */
+static void lx_skip_quoted(struct lexer *lx, char q, bool backslash)
+{
+	const char *s = lx->s;
+
+	lx_step(lx);
+	while (s[lx->i]) {
+		if (backslash && s[lx->i] == '\\' && s[lx->i + 1]) {
+			lx_step(lx);
+		} else if (s[lx->i] == q) {
+			lx_step(lx);
+			if (s[lx->i] != q)
+				return; /* a doubled quote is an escaped one */
+		}
+		lx_step(lx);
+	}
+}
+
+/* $tag$ … $tag$ (function bodies, DO blocks); false when the '$' opens none
+ * ($1, or a lone '$'), so the caller treats it as an ordinary character. */
+static bool lx_skip_dollar(struct lexer *lx)
+{
+	const char *s = lx->s + lx->i;
+	size_t n = 1;
+
+	while (s[n] != '$') {
+		unsigned char c = (unsigned char)s[n];
+		if (!(n == 1 ? is_ident_start(c) : (is_ident_char(c) && c != '$')))
+			return false;
+		n++;
+	}
+	size_t taglen = n + 1, rest = strlen(s + taglen);
+	const char *close = memmem(s + taglen, rest, s, taglen);
+	size_t stop = close ? (size_t)(close - lx->s) + taglen : lx->i + taglen + rest;
+	while (lx->i < stop)
+		lx_step(lx);
+	return true;
+}
+
+static bool word_is(const char *w, size_t n, const char *kw)
+{
+	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+}
+
+static void copy_lower(char *dst, size_t dstlen, const char *w, size_t n)
+{
+	size_t k = 0;
+
+	for (; k < n && k + 1 < dstlen; k++)
+		dst[k] = (w[k] >= 'A' && w[k] <= 'Z') ? (char)(w[k] - 'A' + 'a') : w[k];
+	dst[k] = '\0';
+}
+
+static bool lx_in_routine(const struct lexer *lx)
+{
+	const char *l = lx->lead;
+
+	return l[0] == 'c' &&
+	       (l[1] == 'f' || l[1] == 'p' || (l[1] == 'o' && l[2] == 'r' && (l[3] == 'f' || l[3] == 'p')));
+}
+
+/* psql's heuristic (psqlscan.l): in CREATE [OR REPLACE] FUNCTION|PROCEDURE,
+ * BEGIN … END (and CASE … END inside it) enclose a BEGIN ATOMIC body whose
+ * semicolons do not end the statement. */
+static void lx_note_word(struct lexer *lx, const char *w, size_t n)
+{
+	static const char *const lead_words[] = { "create", "or", "replace", "function",
+						   "procedure" };
+
+	if (lx->nwords == 0)
+		copy_lower(lx->cur.keyword, sizeof(lx->cur.keyword), w, n);
+	else if (lx->nwords == 1)
+		copy_lower(lx->cur.keyword2, sizeof(lx->cur.keyword2), w, n);
+	for (size_t k = 0; lx->nwords < 4 && k < sizeof(lead_words) / sizeof(*lead_words); k++)
+		if (word_is(w, n, lead_words[k]))
+			lx->lead[lx->nwords] = lead_words[k][0];
+	lx->nwords++;
+	if (!lx_in_routine(lx) || lx->paren > 0)
+		return;
+	if (word_is(w, n, "begin"))
+		lx->begin_depth++;
+	else if (word_is(w, n, "case") && lx->begin_depth > 0)
+		lx->begin_depth++;
+	else if (word_is(w, n, "end") && lx->begin_depth > 0)
+		lx->begin_depth--;
+}
+
+static void lx_word(struct lexer *lx)
+{
+	size_t start = lx->i;
+
+	while (is_ident_char((unsigned char)lx->s[lx->i]))
+		lx->i++;
+	size_t n = lx->i - start;
+	/* E'…' is a string with backslash escapes, not the word "E". */
+	if (n == 1 && (lx->s[start] == 'e' || lx->s[start] == 'E') && lx->s[lx->i] == '\'') {
+		lx_skip_quoted(lx, '\'', true);
+		return;
+	}
+	lx_note_word(lx, lx->s + start, n);
+}
+
+static void lx_token(struct lexer *lx)
+{
+	unsigned char c = (unsigned char)lx->s[lx->i];
+
+	if (c == '\'' || c == '"') {
+		lx_skip_quoted(lx, (char)c, false);
+	} else if (c == '$' && lx_skip_dollar(lx)) {
+		/* skipped */
+	} else if (is_ident_start(c)) {
+		lx_word(lx);
+	} else if (is_digit((char)c)) {
+		while (is_ident_char((unsigned char)lx->s[lx->i]) || lx->s[lx->i] == '.')
+			lx->i++;
+	} else {
+		if (c == '(')
+			lx->paren++;
+		else if (c == ')' && lx->paren > 0)
+			lx->paren--;
+		lx_step(lx);
+	}
+	lx->cur.end = lx->i;
+}
+
+static void lx_end_stmt(struct lexer *lx, struct stmt_list *list)
+{
+	if (lx->in_stmt) {
+		list->v = xrealloc(list->v, (list->n + 1) * sizeof(*list->v));
+		list->v[list->n++] = lx->cur;
+	}
+	memset(&lx->cur, 0, sizeof(lx->cur));
+	memset(lx->lead, 0, sizeof(lx->lead));
+	lx->paren = lx->begin_depth = lx->nwords = 0;
+	lx->in_stmt = false;
+}
+
+size_t migrate_split_sql(const char *sql, struct migrate_stmt **out)
+{
+	struct lexer lx = { .s = sql, .line = 1 };
+	struct stmt_list list = { 0 };
+
+	for (;;) {
+		lx_skip_blank(&lx);
+		char c = sql[lx.i];
+		if (!c)
+			break;
+		if (c == ';' && lx.paren == 0 && lx.begin_depth == 0) {
+			lx_end_stmt(&lx, &list);
+			lx.i++;
+			continue;
+		}
+		if (!lx.in_stmt) {
+			lx.in_stmt = true;
+			lx.cur.start = lx.i;
+			lx.cur.line = lx.line;
+		}
+		lx_token(&lx);
+	}
+	lx_end_stmt(&lx, &list);
+	*out = list.v;
+	return list.n;
+}
+
+/* ---- the directory's files ---- */
+
+static void report_bad_name(struct problems *p, const char *fname)
+{
+	problems_add(p,
+		     "%s: not a migration file name: expected NNNN_name.sql (four digits "
+		     "0001-9999, '_', lower-case letters, digits or '_', then .sql)",
+		     fname);
+}
+
+int migrate_files_add(struct migrate_files *fs, const char *fname, const char *data, size_t len,
+		      struct problems *p)
+{
+	int version;
+
+	if (!migrate_parse_name(fname, &version)) {
+		report_bad_name(p, fname);
+		return -1;
+	}
+	if (memchr(data, '\0', len)) {
+		problems_add(p, "%s: contains a NUL byte; not a SQL text file", fname);
+		return -1;
+	}
+	fs->v = xrealloc(fs->v, (fs->n + 1) * sizeof(*fs->v));
+	struct migrate_file *f = &fs->v[fs->n++];
+	f->version = version;
+	f->name = xstrdup(fname);
+	f->sql = xstrndup(data, len);
+	f->len = len;
+	migrate_sha256_hex(data, len, f->checksum);
+	f->no_transaction = migrate_has_no_tx_marker(data, len);
+	return 0;
+}
+
+/* Statements that would end our transaction early (or try to nest one). */
+static bool is_tx_control(const struct migrate_stmt *st)
+{
+	static const char *const words[] = { "begin", "start", "commit", "end", "abort" };
+
+	if (!strcmp(st->keyword, "rollback"))
+		return strcmp(st->keyword2, "to") != 0; /* ROLLBACK TO SAVEPOINT is fine */
+	if (!strcmp(st->keyword, "prepare"))
+		return !strcmp(st->keyword2, "transaction");
+	for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
+		if (!strcmp(st->keyword, words[i]))
+			return true;
+	return false;
+}
+
+static int check_tx_control(const struct migrate_file *f, struct problems *p)
+{
+	struct migrate_stmt *st = NULL;
+	size_t n = migrate_split_sql(f->sql, &st);
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!is_tx_control(&st[i]))
+			continue;
+		problems_add(p,
+			     "%s line %d: \"%s\" is not allowed: each migration runs in its own "
+			     "transaction (a file whose first line is \"%s\" runs without one)",
+			     f->name, st[i].line, st[i].keyword, MIGRATE_NO_TX_MARKER);
+		rc = -1;
+	}
+	free(st);
+	return rc;
+}
+
+static int cmp_file(const void *a, const void *b)
+{
+	const struct migrate_file *x = a, *y = b;
+
+	if (x->version != y->version)
+		return x->version < y->version ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static void report_gap(struct problems *p, const struct migrate_file *f, int want)
+{
+	if (f->version - want == 1)
+		problems_add(p, "%s: version %04d is missing before it (versions run 0001, "
+				"0002, ... without gaps)", f->name, want);
+	else
+		problems_add(p, "%s: versions %04d-%04d are missing before it (versions run "
+				"0001, 0002, ... without gaps)", f->name, want, f->version - 1);
+}
+
+int migrate_files_check(struct migrate_files *fs, struct problems *p)
+{
+	int rc = 0, want = 1;
+
+	if (fs->n > 1) /* qsort of an empty (NULL) array is undefined */
+		qsort(fs->v, fs->n, sizeof(*fs->v), cmp_file);
+	for (size_t i = 0; i < fs->n; i++) {
+		const struct migrate_file *f = &fs->v[i];
+		if (i > 0 && f->version == fs->v[i - 1].version) {
+			problems_add(p, "%s and %s: duplicate version %04d", fs->v[i - 1].name,
+				     f->name, f->version);
+			rc = -1;
+			continue;
+		}
+		if (f->version != want) {
+			report_gap(p, f, want);
+			rc = -1;
+		}
+		want = f->version + 1;
+		if (!f->no_transaction && check_tx_control(f, p) < 0)
+			rc = -1;
+	}
+	return rc;
+}
+
+static ssize_t read_all(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t r = read(fd, buf + got, len - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+static int read_entry(int dfd, const char *name, struct migrate_files *fs, struct problems *p)
+{
+	int version, rc = -1;
+	char *buf = NULL;
+	struct stat st;
+
+	if (!migrate_parse_name(name, &version)) {
+		report_bad_name(p, name);
+		return -1;
+	}
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		problems_add(p, "%s: cannot read: %s", name, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE_BYTES) {
+		problems_add(p, "%s: %s", name, S_ISREG(st.st_mode) ? "larger than 64 MiB"
+								   : "not a regular file");
+		goto fail;
+	}
+	buf = xcalloc((size_t)st.st_size + 1, 1);
+	ssize_t got = read_all(fd, buf, (size_t)st.st_size);
+	if (got < 0)
+		problems_add(p, "%s: cannot read: %s", name, strerror(errno));
+	else
+		rc = migrate_files_add(fs, name, buf, (size_t)got, p);
+fail:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int migrate_scan_dir(const char *dir, struct migrate_files *fs, struct problems *p)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		problems_add(p, "MIGRATIONS_DIR=\"%s\": cannot open: %s", dir, strerror(errno));
+		return -1;
+	}
+	/* Dot files are editors' and git's (.gitkeep, .0002_x.sql.swp); every
+	 * other entry must be a migration, so a misnamed one is not skipped. */
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.' && read_entry(dirfd(d), de->d_name, fs, p) < 0)
+			rc = -1;
+	closedir(d);
+	if (migrate_files_check(fs, p) < 0)
+		rc = -1;
+	return rc;
+}
+
+void migrate_files_free(struct migrate_files *fs)
+{
+	for (size_t i = 0; i < fs->n; i++) {
+		free(fs->v[i].name);
+		free(fs->v[i].sql);
+	}
+	free(fs->v);
+	fs->v = NULL;
+	fs->n = 0;
+}
+
+void migrate_applied_free(struct migrate_applied_list *al)
+{
+	for (size_t i = 0; i < al->n; i++) {
+		free(al->v[i].name);
+		free(al->v[i].applied_at);
+	}
+	free(al->v);
+	al->v = NULL;
+	al->n = 0;
+}
+
+/* ---- plans ---- */
+
+static enum migrate_state compare(const struct migrate_file *f, const struct migrate_applied *a)
+{
+	if (strcmp(f->checksum, a->checksum) != 0)
+		return MIGRATE_CHANGED;
+	if (strcmp(f->name, a->name) != 0)
+		return MIGRATE_RENAMED;
+	return MIGRATE_APPLIED;
+}
+
+static void add_step(struct migrate_plan *plan, int version, enum migrate_state state,
+		     const struct migrate_file *f, const struct migrate_applied *a)
+{
+	struct migrate_step *s = &plan->v[plan->n++];
+
+	s->version = version;
+	s->state = state;
+	s->file = f;
+	s->applied = a;
+}
+
+void migrate_plan_build(const struct migrate_files *fs, const struct migrate_applied_list *al,
+			struct migrate_plan *plan)
+{
+	int last_applied = 0;
+	size_t i = 0, j = 0;
+
+	for (size_t k = 0; k < al->n; k++)
+		if (al->v[k].version > last_applied)
+			last_applied = al->v[k].version;
+	plan->v = xcalloc(fs->n + al->n, sizeof(*plan->v));
+	plan->n = 0;
+	while (i < fs->n || j < al->n) {
+		const struct migrate_file *f = i < fs->n ? &fs->v[i] : NULL;
+		const struct migrate_applied *a = j < al->n ? &al->v[j] : NULL;
+		if (a && (!f || a->version < f->version)) {
+			add_step(plan, a->version, MIGRATE_MISSING, NULL, a);
+			j++;
+		} else if (!a || f->version < a->version) {
+			add_step(plan, f->version,
+				 f->version < last_applied ? MIGRATE_OUT_OF_ORDER : MIGRATE_PENDING, f,
+				 NULL);
+			i++;
+		} else {
+			add_step(plan, f->version, compare(f, a), f, a);
+			i++;
+			j++;
+		}
+	}
+}
+
+size_t migrate_plan_count(const struct migrate_plan *plan, enum migrate_state state)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < plan->n; i++)
+		n += plan->v[i].state == state;
+	return n;
+}
+
+static bool refuse_step(const struct migrate_step *s, struct problems *p)
+{
+	switch (s->state) {
+	case MIGRATE_CHANGED:
+		problems_add(p,
+			     "%s: changed after it was applied (recorded checksum %.12s..., file "
+			     "%.12s...); restore it and put the change in a new migration",
+			     s->file->name, s->applied->checksum, s->file->checksum);
+		return true;
+	case MIGRATE_RENAMED:
+		problems_add(p, "%s: version %04d was applied as %s; restore that name",
+			     s->file->name, s->version, s->applied->name);
+		return true;
+	case MIGRATE_OUT_OF_ORDER:
+		problems_add(p,
+			     "%s: not applied, but a later version is; renumber it after the last "
+			     "applied one",
+			     s->file->name);
+		return true;
+	default:
+		return false;
+	}
+}
+
+size_t migrate_plan_refusals(const struct migrate_plan *plan, struct problems *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < plan->n; i++)
+		n += refuse_step(&plan->v[i], p);
+	return n;
+}
+
+void migrate_plan_free(struct migrate_plan *plan)
+{
+	free(plan->v);
+	plan->v = NULL;
+	plan->n = 0;
+}
+
+const char *migrate_state_name(enum migrate_state state)
+{
+	switch (state) {
+	case MIGRATE_PENDING:
+		return "new";
+	case MIGRATE_APPLIED:
+		return "ok";
+	case MIGRATE_CHANGED:
+		return "changed";
+	case MIGRATE_RENAMED:
+		return "renamed";
+	case MIGRATE_MISSING:
+		return "file missing";
+	case MIGRATE_OUT_OF_ORDER:
+		return "out of order";
+	}
+	return "?";
+}
+
+static const char *step_name(const struct migrate_step *s)
+{
+	return s->file ? s->file->name : s->applied->name;
+}
+
+static void print_status_summary(const struct migrate_plan *plan, FILE *out)
+{
+	size_t applied = 0;
+
+	for (size_t i = 0; i < plan->n; i++)
+		applied += plan->v[i].applied != NULL;
+	fprintf(out, "%zu applied, %zu pending", applied,
+		migrate_plan_count(plan, MIGRATE_PENDING) +
+			migrate_plan_count(plan, MIGRATE_OUT_OF_ORDER));
+	for (int st = MIGRATE_CHANGED; st <= MIGRATE_OUT_OF_ORDER; st++) {
+		size_t n = migrate_plan_count(plan, (enum migrate_state)st);
+		if (n)
+			fprintf(out, ", %zu %s", n, migrate_state_name((enum migrate_state)st));
+	}
+	fputc('\n', out);
+}
+
+void migrate_print_status(const struct migrate_plan *plan, FILE *out)
+{
+	int w = 4;
+
+	for (size_t i = 0; i < plan->n; i++)
+		if ((int)strlen(step_name(&plan->v[i])) > w)
+			w = (int)strlen(step_name(&plan->v[i]));
+	fprintf(out, "%-7s  %-*s  %-20s  %s\n", "version", w, "name", "applied_at", "checksum");
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct migrate_step *s = &plan->v[i];
+		fprintf(out, "%04d     %-*s  %-20s  %s\n", s->version, w, step_name(s),
+			s->applied ? s->applied->applied_at : "pending", migrate_state_name(s->state));
+	}
+	print_status_summary(plan, out);
+}
+
+/* ---- the database ---- */
+
+enum run_result { RUN_OK, RUN_FAILED, RUN_TRANSIENT };
+
+struct runner {
+	const struct config *cfg;
+	enum migrate_mode mode;
+	bool on_start;       /* log lines (master start-up) instead of stdout/stderr */
+	int connect_retries; /* transient connect failures retried in place */
+	struct pgconn_params *params;
+	PGconn *conn;
+	PGconn *claim_conn; /* opened for the first no-transaction file */
+	/* Set when a run fails on the database; category DB_OK means the failure
+	 * (bad files, refusals) was already reported. */
+	struct db_error err;
+	const char *stage;                 /* what failed when no file did */
+	/* The file being applied, copied: the file list is gone when a caller
+	 * reports the failure. */
+	char failed[256];
+	bool failed_no_tx;
+	int failed_line; /* its failing statement (no-transaction files) */
+	bool table_exists;                 /* neonfcgi_schema_migrations, as last read */
+	size_t applied, skipped;
+};
+
+static void set_error(struct runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_error(struct runner *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->err.category = DB_QUERY_FAILED;
+	r->err.transient = false;
+	r->err.sqlstate[0] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(r->err.message, sizeof(r->err.message), fmt, ap);
+	va_end(ap);
+}
+
+static enum run_result failure(const struct runner *r)
+{
+	return r->err.transient ? RUN_TRANSIENT : RUN_FAILED;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* A key="value" log field: the log parser takes \" and \\ escapes. */
+static void quote_for_log(const char *in, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	for (; *in && n + 2 < outlen; in++) {
+		if (*in == '"' || *in == '\\')
+			out[n++] = '\\';
+		out[n++] = (*in == '\n' || *in == '\r') ? ' ' : *in;
+	}
+	out[n] = '\0';
+}
+
+/* "SQLSTATE 42601: syntax error at or near …" or "timeout: query timed out". */
+static void describe(const struct db_error *e, char *out, size_t outlen)
+{
+	if (e->sqlstate[0])
+		snprintf(out, outlen, "SQLSTATE %s: %s", e->sqlstate, e->message);
+	else
+		snprintf(out, outlen, "%s: %s", db_category_name(e->category), e->message);
+}
+
+static void say_problems(const struct runner *r, const struct problems *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		if (r->on_start)
+			log_errorx("migrations refused: %s", p->lines[i]);
+		else
+			fprintf(stderr, "neonfcgi: migrate: %s\n", p->lines[i]);
+	}
+}
+
+static void say_nothing_applied(const struct runner *r)
+{
+	if (r->on_start)
+		log_errorx("migrations refused: nothing was applied; not starting");
+	else if (r->mode == MIGRATE_RUN)
+		fprintf(stderr, "neonfcgi: migrate: nothing was applied\n");
+}
+
+static void say_applied(struct runner *r, const struct migrate_file *f, int64_t ms)
+{
+	r->applied++;
+	if (r->on_start) {
+		log_info("migration applied file=%s duration_ms=%lld", f->name, (long long)ms);
+		return;
+	}
+	printf("applied %s in %lld ms\n", f->name, (long long)ms);
+	fflush(stdout);
+}
+
+static void say_skipped(struct runner *r, const struct migrate_file *f)
+{
+	r->skipped++;
+	if (r->on_start) {
+		log_info("migration already applied by another runner file=%s", f->name);
+		return;
+	}
+	printf("skipped %s: applied meanwhile by another runner\n", f->name);
+	fflush(stdout);
+}
+
+static void say_missing(const struct runner *r, const struct migrate_plan *plan)
+{
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct migrate_step *s = &plan->v[i];
+		if (s->state != MIGRATE_MISSING)
+			continue;
+		if (r->on_start)
+			log_warnx("migration applied but its file is not in MIGRATIONS_DIR "
+				  "version=%04d name=%s", s->version, s->applied->name);
+		else
+			fprintf(stderr, "neonfcgi: migrate: warning: version %04d (%s) is applied "
+					"but its file is not in MIGRATIONS_DIR\n",
+				s->version, s->applied->name);
+	}
+}
+
+static void say_done(const struct runner *r, const struct migrate_plan *plan)
+{
+	size_t already = migrate_plan_count(plan, MIGRATE_APPLIED) + r->skipped;
+	int version = plan->n ? plan->v[plan->n - 1].version : 0;
+
+	if (r->on_start) {
+		log_info("migrations done applied=%zu already_applied=%zu version=%04d", r->applied,
+			 already, version);
+		return;
+	}
+	printf("%zu applied, %zu already applied; database at version %04d\n", r->applied,
+	       already, version);
+}
+
+static void say_dry_run(const struct migrate_plan *plan)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct migrate_file *f = plan->v[i].file;
+		if (plan->v[i].state != MIGRATE_PENDING)
+			continue;
+		printf("would apply %s%s\n", f->name, f->no_transaction ? " (no transaction)" : "");
+		n++;
+	}
+	printf("dry run: %zu to apply, %zu already applied; nothing was changed\n", n,
+	       migrate_plan_count(plan, MIGRATE_APPLIED));
+}
+
+static void say_consequence(const struct runner *r)
+{
+	const char *name = r->failed;
+
+	if (!r->failed_no_tx)
+		fprintf(stderr, "neonfcgi: migrate: %s was rolled back; later migrations were "
+				"not attempted\n", name);
+	else
+		fprintf(stderr, "neonfcgi: migrate: %s runs without a transaction: statements "
+				"before the failing one stay applied and the file is not recorded "
+				"(keep it safe to re-run); later migrations were not attempted\n",
+			name);
+	if (!strcmp(r->err.sqlstate, "25001"))
+		fprintf(stderr, "neonfcgi: migrate: hint: a statement that cannot run in a "
+				"transaction block needs \"%s\" as the file's first line\n",
+			MIGRATE_NO_TX_MARKER);
+}
+
+static void report_file_failure(const struct runner *r)
+{
+	char where[300], detail[400], quoted[600];
+
+	if (r->failed_line)
+		snprintf(where, sizeof(where), "%s line %d", r->failed, r->failed_line);
+	else
+		snprintf(where, sizeof(where), "%s", r->failed);
+	describe(&r->err, detail, sizeof(detail));
+	if (!r->on_start) {
+		fprintf(stderr, "neonfcgi: migrate: %s failed: %s\n", where, detail);
+		say_consequence(r);
+		return;
+	}
+	quote_for_log(r->err.message, quoted, sizeof(quoted));
+	log_errorx("migration failed; later migrations not attempted file=%s line=%d "
+		   "sqlstate=%s category=%s rolled_back=%s error=\"%s\"",
+		   r->failed, r->failed_line, r->err.sqlstate,
+		   db_category_name(r->err.category), r->failed_no_tx ? "no" : "yes",
+		   quoted);
+}
+
+static void report_failure(const struct runner *r)
+{
+	char target[256], detail[400], quoted[600];
+
+	if (r->failed[0]) {
+		report_file_failure(r);
+		return;
+	}
+	config_db_target(r->cfg, target, sizeof(target));
+	describe(&r->err, detail, sizeof(detail));
+	if (!r->on_start) {
+		fprintf(stderr, "neonfcgi: migrate: cannot %s %s: %s\n", r->stage, target, detail);
+		return;
+	}
+	quote_for_log(r->err.message, quoted, sizeof(quoted));
+	log_errorx("migrations failed: cannot %s the database db=\"%s\" category=%s sqlstate=%s "
+		   "error=\"%s\"", r->stage, target, db_category_name(r->err.category),
+		   r->err.sqlstate, quoted);
+}
+
+static int db_exec(struct runner *r, const char *sql)
+{
+	return pgconn_exec(r->conn, sql, clock_now_ms() + STATEMENT_DEADLINE_MS, NULL, &r->err);
+}
+
+static int db_query(struct runner *r, const char *sql, int n, const char *const *values,
+		    PGresult **res)
+{
+	return pgconn_exec_params(r->conn, sql, n, values, clock_now_ms() + STATEMENT_DEADLINE_MS,
+				  res, &r->err);
+}
+
+/* Leave no transaction open: ROLLBACK, or close a connection that a deadline
+ * or a network failure made unusable (the server rolls back when it goes). */
+static void rollback(struct runner *r)
+{
+	struct db_error ignored;
+
+	if (!r->conn)
+		return;
+	if (pgconn_error_discards(&r->err) ||
+	    pgconn_exec(r->conn, "ROLLBACK", clock_now_ms() + ROLLBACK_DEADLINE_MS, NULL,
+			&ignored) < 0) {
+		pgconn_close(r->conn);
+		r->conn = NULL;
+	}
+}
+
+static int connect_db(struct runner *r, int64_t deadline_ms)
+{
+	char perr[256];
+	struct pgconn_info info;
+	struct retry_rng rng;
+
+	r->stage = "connect to";
+	r->params = pgconn_params_new(r->cfg->database_url, perr, sizeof(perr));
+	if (!r->params) {
+		set_error(r, "%s", perr);
+		return -1;
+	}
+	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
+	for (int attempt = 0;; attempt++) {
+		r->conn = pgconn_connect(r->params, deadline_ms, &info, &r->err);
+		if (r->conn) {
+			log_debug("migrations: connected server_version=%d tls=%s connect_ms=%.1f",
+				  info.server_version, info.tls_protocol, info.connect_ms);
+			return 0;
+		}
+		if (!r->err.transient || attempt >= r->connect_retries)
+			return -1;
+		sleep_ms(retry_backoff_ms(&rng, attempt, r->cfg->db_retry_backoff_ms,
+					  CONNECT_BACKOFF_CAP_MS));
+		deadline_ms = clock_now_ms() + r->cfg->db_connect_timeout_ms;
+	}
+}
+
+static void row_to_applied(const PGresult *res, int row, struct migrate_applied *a)
+{
+	a->version = atoi(PQgetvalue(res, row, 0));
+	a->name = xstrdup(PQgetvalue(res, row, 1));
+	snprintf(a->checksum, sizeof(a->checksum), "%s", PQgetvalue(res, row, 2));
+	a->applied_at = xstrdup(PQgetvalue(res, row, 3));
+}
+
+/* The recorded rows; none when the table does not exist yet (status and
+ * --dry-run must not create it). */
+static int load_applied(struct runner *r, struct migrate_applied_list *al)
+{
+	PGresult *res = NULL;
+
+	r->stage = "read the applied migrations from";
+	if (db_query(r, "SELECT to_regclass('" TABLE "') IS NOT NULL", 0, NULL, &res) < 0)
+		return -1;
+	r->table_exists = PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+	if (!r->table_exists)
+		return 0;
+	if (db_query(r, SELECT_APPLIED, 0, NULL, &res) < 0)
+		return -1;
+	al->n = (size_t)PQntuples(res);
+	al->v = xcalloc(al->n, sizeof(*al->v));
+	for (size_t i = 0; i < al->n; i++)
+		row_to_applied(res, (int)i, &al->v[i]);
+	PQclear(res);
+	return 0;
+}
+
+/* Created under the lock too: concurrent CREATE TABLE IF NOT EXISTS can
+ * still fail on the catalog's unique index when two commit at once. */
+static int ensure_table(struct runner *r)
+{
+	if (r->table_exists)
+		return 0;
+	r->stage = "create " TABLE " in";
+	if (db_exec(r, CREATE_SQL) < 0) {
+		rollback(r);
+		return -1;
+	}
+	return 0;
+}
+
+/* Inside a locked transaction: 1 when f is recorded (same checksum and
+ * name), 0 when it is not, -1 on error or when it was recorded differently
+ * (another host ran another version of the file). */
+static int recorded(struct runner *r, const struct migrate_file *f)
+{
+	char version[16];
+	const char *values[] = { version };
+	PGresult *res = NULL;
+	int rc = 0;
+
+	snprintf(version, sizeof(version), "%d", f->version);
+	if (db_query(r, "SELECT name, checksum FROM " TABLE " WHERE version = $1", 1, values,
+		     &res) < 0)
+		return -1;
+	if (PQntuples(res) > 0) {
+		rc = 1;
+		if (strcmp(PQgetvalue(res, 0, 1), f->checksum) != 0) {
+			set_error(r, "another runner applied a different version of this file "
+				     "(checksum %.12s...)", PQgetvalue(res, 0, 1));
+			rc = -1;
+		} else if (strcmp(PQgetvalue(res, 0, 0), f->name) != 0) {
+			set_error(r, "another runner applied version %04d as %.100s", f->version,
+				  PQgetvalue(res, 0, 0));
+			rc = -1;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int record(struct runner *r, const struct migrate_file *f, int64_t ms)
+{
+	char version[16], duration[24];
+	const char *values[] = { version, f->name, f->checksum, duration };
+
+	snprintf(version, sizeof(version), "%d", f->version);
+	snprintf(duration, sizeof(duration), "%lld", (long long)ms);
+	return db_query(r, "INSERT INTO " TABLE " (version, name, checksum, duration_ms) "
+			   "VALUES ($1, $2, $3, $4)", 4, values, NULL);
+}
+
+/* BEGIN; lock; re-check; the file; record; COMMIT — all or nothing. */
+static int apply_in_transaction(struct runner *r, const struct migrate_file *f)
+{
+	if (db_exec(r, LOCK_SQL) < 0)
+		goto fail;
+	int rec = recorded(r, f);
+	if (rec < 0)
+		goto fail;
+	if (rec == 1) {
+		if (db_exec(r, "COMMIT") < 0)
+			goto fail;
+		say_skipped(r, f);
+		return 0;
+	}
+	int64_t t0 = clock_now_ms();
+	if (db_exec(r, f->sql) < 0)
+		goto fail;
+	int64_t ms = clock_now_ms() - t0;
+	if (record(r, f, ms) < 0 || db_exec(r, "COMMIT") < 0)
+		goto fail;
+	say_applied(r, f, ms);
+	return 0;
+fail:
+	rollback(r);
+	return -1;
+}
+
+/* Check under the lock in a short transaction of its own; 1, 0 or -1 as
+ * recorded(). */
+static int recorded_locked(struct runner *r, const struct migrate_file *f)
+{
+	if (db_exec(r, LOCK_SQL) < 0)
+		return -1;
+	int rec = recorded(r, f);
+	if (rec < 0 || db_exec(r, "COMMIT") < 0)
+		return -1;
+	return rec;
+}
+
+/* One statement per round trip: a multi-statement query string is one
+ * implicit transaction, where CREATE INDEX CONCURRENTLY refuses to run. */
+static int run_statements(struct runner *r, const struct migrate_file *f)
+{
+	struct migrate_stmt *st = NULL;
+	size_t n = migrate_split_sql(f->sql, &st);
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char *sql = xstrndup(f->sql + st[i].start, st[i].end - st[i].start);
+		rc = db_exec(r, sql);
+		if (rc < 0)
+			r->failed_line = st[i].line;
+		free(sql);
+	}
+	free(st);
+	return rc;
+}
+
+static void release_claim(struct runner *r)
+{
+	struct db_error ignored;
+
+	if (r->claim_conn && pgconn_exec(r->claim_conn, "ROLLBACK",
+					 clock_now_ms() + ROLLBACK_DEADLINE_MS, NULL, &ignored) < 0) {
+		pgconn_close(r->claim_conn); /* closing releases the lock too */
+		r->claim_conn = NULL;
+	}
+}
+
+/* The claim: one runner at a time may run no-transaction files. It is a
+ * second connection holding pg_try_advisory_xact_lock(CLAIM_KEY) in an open
+ * READ COMMITTED transaction, which survives a transaction pooler (the open
+ * transaction pins its server connection) and, idle with no snapshot, is not
+ * among the transactions CREATE INDEX CONCURRENTLY waits for. Others poll
+ * with pg_try_: a blocked waiter would hold a snapshot, the index build
+ * would wait for it, and it for us — a deadlock PostgreSQL cannot see.
+ * 1 claimed (the transaction stays open), 0 held by another runner, -1 error. */
+static int claim(struct runner *r)
+{
+	struct pgconn_info info;
+	PGresult *res = NULL;
+
+	if (!r->claim_conn) {
+		r->claim_conn = pgconn_connect(
+			r->params, clock_now_ms() + r->cfg->db_connect_timeout_ms, &info, &r->err);
+		if (!r->claim_conn)
+			return -1;
+	}
+	if (pgconn_exec(r->claim_conn, CLAIM_SQL, clock_now_ms() + STATEMENT_DEADLINE_MS, &res,
+			&r->err) < 0)
+		return -1;
+	int got = PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+	/* Not granted: end the transaction now, or it would pin a pooler's
+	 * server connection while we poll. */
+	if (!got)
+		release_claim(r);
+	return got;
+}
+
+/* Holding the claim, and checked unrecorded: the statements, then the record
+ * in a locked transaction of its own. */
+static int run_claimed(struct runner *r, const struct migrate_file *f)
+{
+	int64_t t0 = clock_now_ms();
+
+	if (run_statements(r, f) < 0)
+		return -1;
+	int64_t ms = clock_now_ms() - t0;
+	if (db_exec(r, LOCK_SQL) < 0 || record(r, f, ms) < 0 || db_exec(r, "COMMIT") < 0)
+		return -1;
+	say_applied(r, f, ms);
+	return 0;
+}
+
+static void say_waiting(const struct runner *r, const struct migrate_file *f)
+{
+	if (r->on_start)
+		log_info("migration being applied by another runner; waiting file=%s", f->name);
+	else
+		fprintf(stderr, "neonfcgi: migrate: %s is being applied by another runner; "
+				"waiting\n", f->name);
+}
+
+/* One look: 1 done (applied now, or recorded by another runner), 0 another
+ * runner holds the claim and has not recorded the file yet, -1 failed. */
+static int try_claimed(struct runner *r, const struct migrate_file *f)
+{
+	int got = claim(r), rc;
+
+	if (got < 0)
+		return -1;
+	int rec = recorded_locked(r, f);
+	if (rec < 0) {
+		rc = -1;
+	} else if (rec == 1) {
+		say_skipped(r, f);
+		rc = 1;
+	} else {
+		rc = got ? (run_claimed(r, f) < 0 ? -1 : 1) : 0;
+	}
+	if (got)
+		release_claim(r);
+	return rc;
+}
+
+/* Statements that each commit on their own (CREATE INDEX CONCURRENTLY):
+ * under the claim, check, run, record; without it, wait until the holder
+ * records the file, or fails and the claim comes to us. */
+static int apply_without_transaction(struct runner *r, const struct migrate_file *f)
+{
+	int64_t give_up = clock_now_ms() + STATEMENT_DEADLINE_MS;
+
+	for (int round = 0;; round++) {
+		int rc = try_claimed(r, f);
+		if (rc > 0)
+			return 0;
+		if (rc == 0 && clock_now_ms() >= give_up) {
+			set_error(r, "another runner kept applying it for 10 minutes");
+			rc = -1;
+		}
+		if (rc < 0) {
+			rollback(r);
+			return -1;
+		}
+		if (round == 0)
+			say_waiting(r, f);
+		sleep_ms(CLAIM_POLL_MS);
+	}
+}
+
+static enum run_result apply_pending(struct runner *r, const struct migrate_plan *plan)
+{
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct migrate_step *s = &plan->v[i];
+		if (s->state != MIGRATE_PENDING)
+			continue;
+		snprintf(r->failed, sizeof(r->failed), "%s", s->file->name);
+		r->failed_no_tx = s->file->no_transaction;
+		int rc = s->file->no_transaction ? apply_without_transaction(r, s->file)
+						 : apply_in_transaction(r, s->file);
+		if (rc < 0)
+			return failure(r);
+	}
+	r->failed[0] = '\0';
+	say_done(r, plan);
+	return RUN_OK;
+}
+
+/* Decide from the plan: print it (status), refuse, show (dry run) or apply. */
+static enum run_result act(struct runner *r, const struct migrate_plan *plan)
+{
+	struct problems p = { 0 };
+	size_t refused = migrate_plan_refusals(plan, &p);
+
+	if (r->mode == MIGRATE_STATUS) {
+		migrate_print_status(plan, stdout);
+		fflush(stdout);
+		say_problems(r, &p);
+		problems_free(&p);
+		return RUN_OK;
+	}
+	say_missing(r, plan);
+	say_problems(r, &p);
+	problems_free(&p);
+	if (refused) {
+		say_nothing_applied(r);
+		return RUN_FAILED;
+	}
+	if (r->mode == MIGRATE_DRY_RUN) {
+		say_dry_run(plan);
+		return RUN_OK;
+	}
+	if (migrate_plan_count(plan, MIGRATE_PENDING) > 0 && ensure_table(r) < 0)
+		return failure(r);
+	return apply_pending(r, plan);
+}
+
+static int scan(const struct runner *r, struct migrate_files *fs)
+{
+	struct problems p = { 0 };
+	int rc = migrate_scan_dir(r->cfg->migrations_dir, fs, &p);
+
+	if (rc < 0) {
+		say_problems(r, &p);
+		say_nothing_applied(r);
+	}
+	problems_free(&p);
+	return rc;
+}
+
+/* One complete attempt: files first (bad ones refuse before any connect),
+ * then the database. Leaves no connection open. */
+static enum run_result run(struct runner *r, int64_t connect_deadline_ms)
+{
+	struct migrate_files fs = { 0 };
+	struct migrate_applied_list al = { 0 };
+	struct migrate_plan plan = { 0 };
+	enum run_result rc = RUN_FAILED;
+
+	memset(&r->err, 0, sizeof(r->err));
+	r->failed[0] = '\0';
+	r->failed_line = 0;
+	r->applied = r->skipped = 0;
+	if (scan(r, &fs) < 0)
+		goto out;
+	if (connect_db(r, connect_deadline_ms) < 0 || load_applied(r, &al) < 0) {
+		rc = failure(r);
+		goto out;
+	}
+	migrate_plan_build(&fs, &al, &plan);
+	rc = act(r, &plan);
+out:
+	migrate_plan_free(&plan);
+	migrate_applied_free(&al);
+	migrate_files_free(&fs);
+	pgconn_close(r->claim_conn);
+	r->claim_conn = NULL;
+	pgconn_close(r->conn);
+	r->conn = NULL;
+	pgconn_params_free(r->params);
+	r->params = NULL;
+	return rc;
+}
+
+int migrate_command(const struct config *cfg, enum migrate_mode mode)
+{
+	struct runner r = { .cfg = cfg, .mode = mode, .connect_retries = (int)cfg->db_retry_attempts };
+	enum run_result rc = run(&r, clock_now_ms() + cfg->db_connect_timeout_ms);
+
+	if (rc != RUN_OK && r.err.category != DB_OK)
+		report_failure(&r);
+	return rc == RUN_OK ? 0 : 1;
+}
+
+static void say_retry(const struct runner *r, int attempt, int64_t wait_ms, int64_t waited_ms)
+{
+	char quoted[600];
+
+	quote_for_log(r->err.message, quoted, sizeof(quoted));
+	/* Every attempt at debug; at warn only now and then (attempts 1, 2, 4,
+	 * 8, …) so a 30 s wait for a waking compute is a few lines, not sixty. */
+	log_write((attempt & (attempt + 1)) == 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, 0,
+		  "database not ready for migrations; retrying attempt=%d retry_in_ms=%lld "
+		  "waited_ms=%lld category=%s error=\"%s\"",
+		  attempt + 1, (long long)wait_ms, (long long)waited_ms,
+		  db_category_name(r->err.category), quoted);
+}
+
+static void say_unavailable(const struct runner *r, int64_t waited_ms)
+{
+	char target[256], quoted[600];
+
+	config_db_target(r->cfg, target, sizeof(target));
+	quote_for_log(r->err.message, quoted, sizeof(quoted));
+	log_errorx("database unavailable for migrations; not starting waited_ms=%lld "
+		   "DB_START_TIMEOUT_MS=%ld db=\"%s\" category=%s error=\"%s\"",
+		   (long long)waited_ms, r->cfg->db_start_timeout_ms, target,
+		   db_category_name(r->err.category), quoted);
+}
+
+int migrate_on_start(const struct config *cfg)
+{
+	struct runner r = { .cfg = cfg, .mode = MIGRATE_RUN, .on_start = true };
+	struct retry_rng rng;
+	int64_t started = clock_now_ms(), give_up = started + cfg->db_start_timeout_ms;
+
+	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
+	log_info("migrations: applying pending ones before starting dir=\"%s\"", cfg->migrations_dir);
+	for (int attempt = 0;; attempt++) {
+		/* Every attempt but the first stops at the start deadline. */
+		int64_t deadline = clock_now_ms() + cfg->db_connect_timeout_ms;
+		if (attempt > 0 && deadline > give_up)
+			deadline = give_up;
+		enum run_result rc = run(&r, deadline);
+		if (rc != RUN_TRANSIENT) {
+			if (rc == RUN_FAILED && r.err.category != DB_OK)
+				report_failure(&r);
+			return rc == RUN_OK ? 0 : 1;
+		}
+		int64_t now = clock_now_ms();
+		int64_t wait = retry_backoff_until(&rng, attempt, cfg->db_retry_backoff_ms,
+						   START_BACKOFF_CAP_MS, now, give_up);
+		if (wait < 0) {
+			say_unavailable(&r, now - started);
+			return MIGRATE_EX_UNAVAILABLE;
+		}
+		say_retry(&r, attempt, wait, now - started);
+		sleep_ms(wait);
+	}
+}

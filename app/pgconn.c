@@ -1,0 +1,659 @@
+/* pgconn: one PostgreSQL connection with deadlines, and the classification of
+ * its failures into the categories of DESIGN.md §4 / §5. */
+#include "pgconn.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "pool.h"
+
+/* libpq 15 has no sslrootcert=system; Debian's bundle is what it would mean. */
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+struct pgconn_params {
+	char **keywords; /* NULL-terminated, for PQconnectStartParams */
+	char **values;
+	size_t n;
+};
+
+/* Set by the notice receiver when the server sent a FATAL outside a query:
+ * the receiver runs in the thread that makes libpq parse input. */
+static __thread bool notice_fatal;
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n, size);
+	if (!p)
+		abort(); /* allocation failure is not handled piecemeal */
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		abort();
+	return p;
+}
+
+static void wipe(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+}
+
+static void error_set(struct db_error *err, enum db_category cat, bool transient,
+		      const char *sqlstate, const char *message)
+{
+	err->category = cat;
+	err->transient = transient;
+	snprintf(err->sqlstate, sizeof err->sqlstate, "%s", sqlstate ? sqlstate : "");
+	snprintf(err->message, sizeof err->message, "%s", message ? message : "");
+}
+
+static void error_clear(struct db_error *err)
+{
+	error_set(err, DB_OK, false, "", "");
+}
+
+const char *db_category_name(enum db_category c)
+{
+	static const char *const names[DB_CATEGORY_COUNT] = {
+		[DB_OK] = "ok",
+		[DB_TIMEOUT] = "timeout",
+		[DB_UNREACHABLE] = "unreachable",
+		[DB_TLS] = "tls",
+		[DB_AUTH] = "auth",
+		[DB_REJECTED] = "rejected",
+		[DB_QUERY_FAILED] = "query_failed",
+		[DB_POOL_TIMEOUT] = "pool_timeout",
+		[DB_CIRCUIT_OPEN] = "circuit_open",
+	};
+	if ((unsigned)c >= DB_CATEGORY_COUNT || !names[c])
+		return "unknown";
+	return names[c];
+}
+
+/* ---- parameters ---- */
+
+static void params_add(struct pgconn_params *p, const char *kw, const char *val)
+{
+	p->keywords[p->n] = xstrdup(kw);
+	p->values[p->n] = xstrdup(val);
+	p->n++;
+}
+
+const char *pgconn_params_get(const struct pgconn_params *p, const char *kw)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (strcmp(p->keywords[i], kw) == 0)
+			return p->values[i];
+	return NULL;
+}
+
+/* verify-full without a root certificate would make libpq look for
+ * ~/.postgresql/root.crt, which a service account does not have. */
+static bool needs_system_ca(const struct pgconn_params *p)
+{
+	const char *mode = pgconn_params_get(p, "sslmode");
+	if (!mode)
+		mode = getenv("PGSSLMODE");
+	if (!mode || (strcmp(mode, "verify-full") != 0 && strcmp(mode, "verify-ca") != 0))
+		return false;
+	return !pgconn_params_get(p, "sslrootcert") && !getenv("PGSSLROOTCERT");
+}
+
+static void options_wipe_free(PQconninfoOption *opts)
+{
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		wipe(o->val);
+	PQconninfoFree(opts);
+}
+
+struct pgconn_params *pgconn_params_new(const char *database_url, char *err, size_t errlen)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(database_url, &perr);
+	if (!opts) {
+		/* libpq's parse errors quote pieces of the string, which may be
+		 * the password: report only that it is invalid. */
+		snprintf(err, errlen, "DATABASE_URL: not a valid connection string");
+		PQfreemem(perr);
+		return NULL;
+	}
+	size_t count = 0;
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		count++;
+	struct pgconn_params *p = xcalloc(1, sizeof *p);
+	p->keywords = xcalloc(count + 2, sizeof *p->keywords);
+	p->values = xcalloc(count + 2, sizeof *p->values);
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		/* Our deadlines bound every connect; libpq's connect_timeout has
+		 * a 2 s minimum and would only get in the way. */
+		if (o->val && strcmp(o->keyword, "connect_timeout") != 0)
+			params_add(p, o->keyword, o->val);
+	}
+	if (needs_system_ca(p))
+		params_add(p, "sslrootcert", SYSTEM_CA_BUNDLE);
+	options_wipe_free(opts);
+	return p;
+}
+
+void pgconn_params_free(struct pgconn_params *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		wipe(p->values[i]); /* the password, and names we owe no one */
+		free(p->values[i]);
+		free(p->keywords[i]);
+	}
+	free(p->values);
+	free(p->keywords);
+	free(p);
+}
+
+/* ---- classification ---- */
+
+struct sqlstate_rule {
+	const char *prefix; /* full SQLSTATE or its two-character class */
+	enum db_category category;
+	bool transient;
+	const char *description;
+};
+
+static const struct sqlstate_rule sqlstate_rules[] = {
+	{ "28P01", DB_AUTH, false, "password authentication failed" },
+	{ "28000", DB_AUTH, false, "authorization failed (role or pg_hba.conf)" },
+	{ "3D000", DB_REJECTED, false, "database does not exist" },
+	/* 57P01 is also Neon suspending an idle compute. */
+	{ "57P01", DB_REJECTED, true, "server terminated the session (administrator command)" },
+	{ "57P02", DB_REJECTED, true, "server terminated the session (crash shutdown)" },
+	{ "57P03", DB_REJECTED, true, "server is not accepting connections yet" },
+	{ "53300", DB_REJECTED, true, "too many connections" },
+	{ "53", DB_REJECTED, true, "server out of resources" },
+	{ "08", DB_UNREACHABLE, true, "connection failure" },
+};
+
+struct message_rule {
+	const char *needle; /* lower case, matched with quoted names blanked */
+	enum db_category category;
+	bool transient;
+	const char *description;
+};
+
+/* First match wins. The order matters: EOF inside TLS is the network, not
+ * a TLS misconfiguration; auth failures mention "SSL" in pg_hba wording;
+ * "does not exist" is also said of certificate files. */
+static const struct message_rule message_rules[] = {
+	{ "ssl syscall error", DB_UNREACHABLE, true, "connection closed during TLS" },
+	{ "ssl connection has been closed unexpectedly", DB_UNREACHABLE, true,
+	  "connection closed during TLS" },
+	{ "unexpected eof", DB_UNREACHABLE, true, "connection closed during TLS" },
+	{ "server closed the connection unexpectedly", DB_UNREACHABLE, true,
+	  "server closed the connection" },
+	{ "connection reset", DB_UNREACHABLE, true, "connection reset" },
+	{ "broken pipe", DB_UNREACHABLE, true, "connection reset" },
+	{ "password authentication failed", DB_AUTH, false, "password authentication failed" },
+	{ "channel binding", DB_AUTH, false, "channel binding failed" },
+	{ "scram", DB_AUTH, false, "SCRAM authentication failed" },
+	{ "no password supplied", DB_AUTH, false, "no password supplied" },
+	{ "pg_hba.conf", DB_AUTH, false, "rejected by pg_hba.conf" },
+	{ "role \"\" does not exist", DB_AUTH, false, "role does not exist" },
+	{ "authentication failed", DB_AUTH, false, "authentication failed" },
+	{ "server does not support ssl", DB_TLS, false, "server does not support TLS" },
+	{ "certificate", DB_TLS, false, "TLS certificate verification failed" },
+	{ "ssl", DB_TLS, false, "TLS negotiation failed" },
+	{ "tls", DB_TLS, false, "TLS negotiation failed" },
+	{ "too many connections", DB_REJECTED, true, "too many connections" },
+	{ "too many clients", DB_REJECTED, true, "too many connections" },
+	{ "remaining connection slots", DB_REJECTED, true, "too many connections" },
+	{ "starting up", DB_REJECTED, true, "database system is starting up" },
+	{ "shutting down", DB_REJECTED, true, "database system is shutting down" },
+	{ "in recovery", DB_REJECTED, true, "database system is in recovery" },
+	{ "not yet accepting connections", DB_REJECTED, true,
+	  "server is not accepting connections yet" },
+	{ "terminating connection", DB_REJECTED, true, "server terminated the session" },
+	{ "does not exist", DB_REJECTED, false, "database does not exist" },
+	{ "connection refused", DB_UNREACHABLE, true, "connection refused" },
+	{ "connect to compute", DB_UNREACHABLE, true, "proxy could not reach the compute" },
+	{ "no route to host", DB_UNREACHABLE, true, "no route to host" },
+	{ "network is unreachable", DB_UNREACHABLE, true, "network is unreachable" },
+	{ "host is down", DB_UNREACHABLE, true, "host is down" },
+	{ "could not translate host name", DB_UNREACHABLE, true, "could not resolve host name" },
+	{ "name or service not known", DB_UNREACHABLE, true, "could not resolve host name" },
+	{ "name resolution", DB_UNREACHABLE, true, "could not resolve host name" },
+	{ "timeout expired", DB_TIMEOUT, true, "connect timed out" },
+	{ "timed out", DB_TIMEOUT, true, "connect timed out" },
+};
+
+/* A SQLSTATE as libpq prints it in verbose mode: "FATAL:  28P01:  ...". */
+static bool find_sqlstate(const char *msg, char out[6])
+{
+	static const char *const severities[] = { "FATAL:", "ERROR:", "PANIC:" };
+	for (size_t i = 0; i < sizeof severities / sizeof *severities; i++) {
+		for (const char *s = strstr(msg, severities[i]); s;
+		     s = strstr(s + 1, severities[i])) {
+			const char *c = s + strlen(severities[i]);
+			while (*c == ' ')
+				c++;
+			size_t k = 0;
+			while (k < 5 &&
+			       (isdigit((unsigned char)c[k]) || isupper((unsigned char)c[k])))
+				k++;
+			if (k == 5 && c[5] == ':') {
+				memcpy(out, c, 5);
+				out[5] = '\0';
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+static const struct sqlstate_rule *sqlstate_rule_for(const char *sqlstate)
+{
+	if (!sqlstate || strlen(sqlstate) != 5)
+		return NULL;
+	for (size_t i = 0; i < sizeof sqlstate_rules / sizeof *sqlstate_rules; i++) {
+		const char *pre = sqlstate_rules[i].prefix;
+		if (strncmp(sqlstate, pre, strlen(pre)) == 0)
+			return &sqlstate_rules[i];
+	}
+	return NULL;
+}
+
+bool pgconn_sqlstate_transient(const char *sqlstate)
+{
+	const struct sqlstate_rule *r = sqlstate_rule_for(sqlstate);
+	return r && r->transient;
+}
+
+/* Lower-case copy with the contents of "…" removed: libpq quotes host, user,
+ * database and file names, which must neither leak nor match a rule (a host
+ * called ssl.example.com is not a TLS problem). */
+static char *scrub(const char *msg)
+{
+	char *out = xcalloc(strlen(msg) + 1, 1);
+	char *o = out;
+	bool quoted = false;
+	for (const char *m = msg; *m; m++) {
+		if (*m == '"')
+			quoted = !quoted;
+		if (!quoted || *m == '"')
+			*o++ = (char)tolower((unsigned char)*m);
+	}
+	*o = '\0';
+	return out;
+}
+
+static const struct message_rule *message_rule_for(const char *scrubbed)
+{
+	for (size_t i = 0; i < sizeof message_rules / sizeof *message_rules; i++)
+		if (strstr(scrubbed, message_rules[i].needle))
+			return &message_rules[i];
+	return NULL;
+}
+
+void pgconn_classify_connect_error(const char *libpq_message, struct db_error *err)
+{
+	const char *msg = libpq_message ? libpq_message : "";
+	char state[6] = "";
+	const struct sqlstate_rule *sr =
+	    find_sqlstate(msg, state) ? sqlstate_rule_for(state) : NULL;
+	if (sr) {
+		error_set(err, sr->category, sr->transient, state, sr->description);
+		return;
+	}
+	char *s = scrub(msg);
+	const struct message_rule *mr = message_rule_for(s);
+	bool from_server = strstr(s, "fatal:") || strstr(s, "error:");
+	free(s);
+	if (mr)
+		error_set(err, mr->category, mr->transient, state, mr->description);
+	else if (from_server) /* the server (or Neon's proxy) refused, reason unknown */
+		error_set(err, DB_REJECTED, true, state, "server rejected the connection");
+	else
+		error_set(err, DB_UNREACHABLE, true, state, "could not connect to the server");
+}
+
+bool pgconn_error_discards(const struct db_error *err)
+{
+	return err->category != DB_OK && err->category != DB_QUERY_FAILED;
+}
+
+/* ---- waiting on the socket ---- */
+
+/* 1 when fd is ready for events (or has an error libpq should see), 0 when
+ * deadline_ms passed first, -1 when there is no socket or poll failed. */
+static int wait_socket(int fd, short events, int64_t deadline_ms)
+{
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		int64_t left = deadline_ms - clock_now_ms();
+		if (left < 0)
+			left = 0;
+		struct pollfd pfd = { .fd = fd, .events = events };
+		int r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (r > 0)
+			return 1;
+		if (r == 0 && left == 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* ---- connecting ---- */
+
+static void notice_receiver(void *arg, const PGresult *res)
+{
+	(void)arg;
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+		notice_fatal = true;
+	/* libpq's default prints to stderr, which would break json logs; the
+	 * text may name objects, so it stays at debug level. */
+	log_debug("db notice severity=%s sqlstate=%s", sev ? sev : "", state ? state : "");
+}
+
+static int connect_poll(PGconn *c, int64_t deadline_ms, struct db_error *err)
+{
+	/* Right after PQconnectStart, libpq says to act as if PQconnectPoll had
+	 * returned PGRES_POLLING_WRITING. */
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED)
+			return -1;
+		short ev = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+		/* PQconnectPoll may move to another socket (next address, SSL or
+		 * GSS fallback), so PQsocket is read again on every round. */
+		int r = wait_socket(PQsocket(c), ev, deadline_ms);
+		if (r == 0) {
+			error_set(err, DB_TIMEOUT, true, "", "connect timed out");
+			return -1;
+		}
+		if (r < 0)
+			return -1;
+		st = PQconnectPoll(c);
+	}
+	return 0;
+}
+
+static void fill_info(PGconn *c, int64_t start_us, struct pgconn_info *info)
+{
+	const char *proto = PQsslInUse(c) ? PQsslAttribute(c, "protocol") : NULL;
+	const char *cipher = PQsslInUse(c) ? PQsslAttribute(c, "cipher") : NULL;
+	info->server_version = PQserverVersion(c);
+	snprintf(info->tls_protocol, sizeof info->tls_protocol, "%s", proto ? proto : "none");
+	snprintf(info->tls_cipher, sizeof info->tls_cipher, "%s", cipher ? cipher : "none");
+	info->connect_ms = (double)(clock_now_us() - start_us) / 1000.0;
+}
+
+PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms, struct pgconn_info *info,
+		       struct db_error *err)
+{
+	int64_t start_us = clock_now_us();
+	error_clear(err);
+	/* libpq 15 resolves host names inside this call, blocking: only a
+	 * hostaddr (or a resolver that answers) keeps it within the deadline. */
+	PGconn *c = PQconnectStartParams((const char *const *)p->keywords,
+					 (const char *const *)p->values, 0);
+	if (!c)
+		abort(); /* libpq returns NULL only when out of memory */
+	/* Verbose errors carry the server's SQLSTATE in the text, the only
+	 * place libpq 15 exposes it for a failed connection attempt. */
+	PQsetErrorVerbosity(c, PQERRORS_VERBOSE);
+	PQsetNoticeReceiver(c, notice_receiver, NULL);
+	log_debug("db connecting host=%s", PQhost(c) ? PQhost(c) : "");
+	if (PQstatus(c) == CONNECTION_BAD || connect_poll(c, deadline_ms, err) < 0)
+		goto fail;
+	if (PQsetnonblocking(c, 1) != 0)
+		goto fail;
+	fill_info(c, start_us, info);
+	return c;
+fail:
+	if (err->category == DB_OK)
+		pgconn_classify_connect_error(PQerrorMessage(c), err);
+	PQfinish(c);
+	return NULL;
+}
+
+/* ---- queries ---- */
+
+static int lost(PGconn *c, struct db_error *err)
+{
+	(void)c;
+	/* Keep a SQLSTATE already seen (57P01 arrives just before the EOF). */
+	char state[6];
+	snprintf(state, sizeof state, "%s", err->sqlstate);
+	error_set(err, DB_UNREACHABLE, true, state, "connection to the server was lost");
+	return -1;
+}
+
+static int timed_out(struct db_error *err)
+{
+	error_set(err, DB_TIMEOUT, true, "", "query timed out");
+	return -1;
+}
+
+/* Non-blocking mode: PQsend* may leave data queued; push it out, reading
+ * whatever the server sends meanwhile so neither side deadlocks. */
+static int flush_out(PGconn *c, int64_t deadline_ms, struct db_error *err)
+{
+	int f;
+	while ((f = PQflush(c)) == 1) {
+		int r = wait_socket(PQsocket(c), POLLIN | POLLOUT, deadline_ms);
+		if (r == 0)
+			return timed_out(err);
+		if (r < 0 || !PQconsumeInput(c))
+			return lost(c, err);
+	}
+	return f == 0 ? 0 : lost(c, err);
+}
+
+static int await_result(PGconn *c, int64_t deadline_ms, struct db_error *err)
+{
+	while (PQisBusy(c)) {
+		int r = wait_socket(PQsocket(c), POLLIN, deadline_ms);
+		if (r == 0)
+			return timed_out(err);
+		if (r < 0 || !PQconsumeInput(c))
+			return lost(c, err);
+	}
+	return 0;
+}
+
+/* Records the first failed result in err; false when res is a success. */
+static bool result_failed(const PGresult *res, struct db_error *err)
+{
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY ||
+	    st == PGRES_SINGLE_TUPLE)
+		return false;
+	if (err->category != DB_OK)
+		return true;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
+		primary = "COPY is not supported";
+	error_set(err, DB_QUERY_FAILED, pgconn_sqlstate_transient(state), state,
+		  primary ? primary : PQresStatus(st));
+	return true;
+}
+
+static bool is_copy(const PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+	return st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH;
+}
+
+static int collect_results(PGconn *c, int64_t deadline_ms, PGresult **last, struct db_error *err)
+{
+	for (;;) {
+		if (await_result(c, deadline_ms, err) < 0)
+			return -1;
+		PGresult *res = PQgetResult(c);
+		if (!res)
+			return 0;
+		bool failed = result_failed(res, err);
+		PQclear(*last);
+		*last = res;
+		/* In COPY state PQgetResult returns the same status forever; the
+		 * connection is mid-COPY and its transaction state says discard. */
+		if (failed && is_copy(res))
+			return 0;
+	}
+}
+
+static int exec_finish(PGconn *c, int64_t deadline_ms, PGresult **res_out, struct db_error *err)
+{
+	PGresult *last = NULL;
+	if (flush_out(c, deadline_ms, err) < 0 || collect_results(c, deadline_ms, &last, err) < 0)
+		goto fail;
+	if (PQstatus(c) == CONNECTION_BAD) {
+		lost(c, err);
+		goto fail;
+	}
+	if (err->category != DB_OK)
+		goto fail;
+	if (res_out)
+		*res_out = last;
+	else
+		PQclear(last);
+	return 0;
+fail:
+	PQclear(last);
+	return -1;
+}
+
+static int send_failed(PGconn *c, struct db_error *err)
+{
+	if (PQstatus(c) == CONNECTION_BAD)
+		return lost(c, err);
+	/* A command already in progress: the caller broke the protocol. */
+	error_set(err, DB_QUERY_FAILED, false, "", "could not send the query");
+	return -1;
+}
+
+int pgconn_exec(PGconn *c, const char *sql, int64_t deadline_ms, PGresult **res_out,
+		struct db_error *err)
+{
+	error_clear(err);
+	if (res_out)
+		*res_out = NULL;
+	if (!PQsendQuery(c, sql))
+		return send_failed(c, err);
+	return exec_finish(c, deadline_ms, res_out, err);
+}
+
+int pgconn_exec_params(PGconn *c, const char *sql, int nparams, const char *const *values,
+		       int64_t deadline_ms, PGresult **res_out, struct db_error *err)
+{
+	error_clear(err);
+	if (res_out)
+		*res_out = NULL;
+	if (!PQsendQueryParams(c, sql, nparams, NULL, values, NULL, NULL, 0))
+		return send_failed(c, err);
+	return exec_finish(c, deadline_ms, res_out, err);
+}
+
+/* ---- liveness ---- */
+
+/* One look at the socket without waiting: 1 nothing pending, 0 dead,
+ * -1 something arrived and was consumed (look again). */
+static int look_once(PGconn *c)
+{
+	struct pollfd pfd = { .fd = PQsocket(c), .events = POLLIN };
+	if (pfd.fd < 0)
+		return 0;
+	int r = poll(&pfd, 1, 0);
+	if (r == 0)
+		return 1;
+	if (r < 0)
+		return errno == EINTR ? -1 : 0;
+	if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
+		return 0;
+	notice_fatal = false;
+	if (!PQconsumeInput(c))
+		return 0;  /* EOF: the server or a middlebox closed it */
+	(void)PQisBusy(c); /* parses the input: a FATAL reaches notice_receiver */
+	if (notice_fatal || PQstatus(c) != CONNECTION_OK)
+		return 0;
+	return -1;
+}
+
+bool pgconn_looks_alive(PGconn *c)
+{
+	if (!c || PQstatus(c) != CONNECTION_OK)
+		return false;
+	/* An idle server sends nothing unasked. A server shutting down sends
+	 * FATAL 57P01 and then closes, and the EOF may trail the FATAL, so look
+	 * a few times; a TLS record with no payload is consumed and forgotten. */
+	for (int i = 0; i < 4; i++) {
+		int r = look_once(c);
+		if (r >= 0)
+			return r == 1;
+	}
+	return PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
+void pgconn_close(PGconn *c)
+{
+	if (c)
+		PQfinish(c);
+}
+
+/* ---- the pool's connector ---- */
+
+static void *connector_connect(void *ctx, int64_t deadline_ms, struct pgconn_info *info,
+			       struct db_error *err)
+{
+	return pgconn_connect(ctx, deadline_ms, info, err);
+}
+
+static void connector_close(void *ctx, void *conn)
+{
+	(void)ctx;
+	pgconn_close(conn);
+}
+
+static bool connector_looks_alive(void *ctx, void *conn)
+{
+	(void)ctx;
+	return pgconn_looks_alive(conn);
+}
+
+static int connector_ping(void *ctx, void *conn, int64_t deadline_ms, struct db_error *err)
+{
+	(void)ctx;
+	return pgconn_exec(conn, "SELECT 1", deadline_ms, NULL, err);
+}
+
+static bool connector_is_idle_txn(void *ctx, void *conn)
+{
+	(void)ctx;
+	return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
+}
+
+static const struct pool_connector pg_connector = {
+	.connect = connector_connect,
+	.close = connector_close,
+	.looks_alive = connector_looks_alive,
+	.ping = connector_ping,
+	.is_idle_txn = connector_is_idle_txn,
+};
+
+const struct pool_connector *pgconn_connector(void)
+{
+	return &pg_connector;
+}

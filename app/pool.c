@@ -1,0 +1,828 @@
+/* pool: the per-worker connection pool (DESIGN.md §5).
+ *
+ * Accounting: every connection the pool is answerable for is idle (on the
+ * stack), in use (held by a caller) or opening (a slot reserved by a thread
+ * that is connecting outside the mutex); their sum never exceeds size +
+ * max_overflow. Waiters exist only while no connection is idle and every
+ * slot is taken, and are served strictly in arrival order: a release hands
+ * its connection to the oldest waiter, a close hands over its slot. */
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "retry.h"
+#include "scoreboard.h"
+
+#define NEVER INT64_MAX
+
+/* Five consecutive connect failures open the breaker: with the default
+ * DB_RETRY_ATTEMPTS=3 one caller makes up to four attempts, so a single
+ * unlucky caller (a lost SYN, one refused connect during a restart) never
+ * opens it, while a second caller failing confirms an outage. */
+#define BREAKER_THRESHOLD 5
+/* Two seconds open: a dead database sees at most one probe per worker every
+ * 2 s instead of WORKER_THREADS callers retrying, and recovery is noticed
+ * within a load balancer's usual health-check interval. */
+#define BREAKER_COOLDOWN_MS 2000
+/* A connection used within the last second is trusted after the socket
+ * check alone; a round trip per request would double the latency. */
+#define PRE_PING_QUIET_MS 1000
+/* Neon wakes a suspended compute in about a second: waiting much longer
+ * between attempts only burns the caller's deadline. */
+#define BACKOFF_CAP_MS 2000
+
+struct pool_conn {
+	void *handle;
+	struct pgconn_info info;
+	int64_t created_ms;
+	int64_t expires_ms;    /* jittered end of life, NEVER without one */
+	int64_t idle_since_ms; /* last returned (or connected) */
+};
+
+struct pool_waiter {
+	pthread_cond_t cv;
+	struct pool_waiter *next;
+	struct pool_conn *conn; /* handed over by a release */
+	bool slot;              /* allowed to open a connection */
+};
+
+struct pool {
+	pthread_mutex_t mu;
+	pthread_condattr_t cattr; /* CLOCK_MONOTONIC, for every condvar */
+	pthread_cond_t maint_cv;
+	pthread_t maint;
+	bool stopping;
+	int64_t maint_next_ms; /* when the maintenance thread wakes next */
+	struct pool_options o;
+	const struct pool_connector *c;
+	void *ctx;
+	struct pool_conn **idle;   /* stack: [0] idle longest, top most recent */
+	struct pool_conn **doomed; /* maintenance thread's scratch */
+	const char **doomed_why;
+	int n_idle, n_in_use, n_opening, n_waiting;
+	struct pool_waiter *head, *tail;
+	struct retry_breaker breaker;
+	struct retry_rng rng;
+	enum db_category last_failure;
+	struct pool_stats st; /* counters; gauges are filled in pool_stats() */
+	struct sb_pool *mirror;     /* the worker's scoreboard section, or NULL */
+	struct pool_stats published; /* counters as last added to the mirror */
+	uint64_t published_dead;     /* preping_evictions as last added to closes[dead] */
+};
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n, size);
+	if (!p)
+		abort(); /* allocation failure is not handled piecemeal */
+	return p;
+}
+
+static void fail_with(struct db_error *err, enum db_category cat, bool transient, const char *fmt,
+		      ...) __attribute__((format(printf, 4, 5)));
+
+static void fail_with(struct db_error *err, enum db_category cat, bool transient, const char *fmt,
+		      ...)
+{
+	va_list ap;
+	err->category = cat;
+	err->transient = transient;
+	err->sqlstate[0] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof err->message, fmt, ap);
+	va_end(ap);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static struct timespec abs_timespec(int64_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+	return ts;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = abs_timespec(clock_now_ms() + ms);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+/* ---- scoreboard mirror ----
+ * Every change of the numbers happens under the mutex, so publishing just
+ * before each unlock (and before each condvar wait, which unlocks) keeps the
+ * shared copy current without a lock on the reader's side. Counters are
+ * published as deltas, so a respawned worker continues its slot's totals. */
+
+static void add_delta(sb_counter *dst, uint64_t now, uint64_t *last)
+{
+	if (now != *last)
+		sb_add(dst, now - *last);
+	*last = now;
+}
+
+static void publish_counters_locked(struct pool *p)
+{
+	struct sb_pool *m = p->mirror;
+	struct pool_stats *st = &p->st, *last = &p->published;
+
+	add_delta(&m->acquires, st->acquires, &last->acquires);
+	add_delta(&m->acquire_waits, st->acquires_waited, &last->acquires_waited);
+	add_delta(&m->acquire_wait_us, st->wait_us, &last->wait_us);
+	add_delta(&m->timeouts, st->timeouts, &last->timeouts);
+	add_delta(&m->connects_ok, st->connects_ok, &last->connects_ok);
+	add_delta(&m->connect_us, st->connect_us, &last->connect_us);
+	for (int i = 0; i < DB_CATEGORY_COUNT; i++)
+		add_delta(&m->connects_failed[i], st->connects_failed[i], &last->connects_failed[i]);
+	add_delta(&m->retries, st->retries, &last->retries);
+	add_delta(&m->preping_evictions, st->preping_evictions, &last->preping_evictions);
+	add_delta(&m->closes[SB_CLOSE_IDLE], st->idle_closes, &last->idle_closes);
+	add_delta(&m->closes[SB_CLOSE_LIFETIME], st->lifetime_closes, &last->lifetime_closes);
+	add_delta(&m->closes[SB_CLOSE_OVERFLOW], st->overflow_closes, &last->overflow_closes);
+	add_delta(&m->closes[SB_CLOSE_DEAD], st->preping_evictions, &p->published_dead);
+	add_delta(&m->closes[SB_CLOSE_BROKEN], st->discards, &last->discards);
+	add_delta(&m->breaker_opens, retry_breaker_opens(&p->breaker), &last->breaker_opens);
+}
+
+static void publish_locked(struct pool *p)
+{
+	if (!p->mirror)
+		return;
+	atomic_store_explicit(&p->mirror->idle, p->n_idle, memory_order_relaxed);
+	atomic_store_explicit(&p->mirror->in_use, p->n_in_use, memory_order_relaxed);
+	atomic_store_explicit(&p->mirror->opening, p->n_opening, memory_order_relaxed);
+	atomic_store_explicit(&p->mirror->waiting, p->n_waiting, memory_order_relaxed);
+	atomic_store_explicit(&p->mirror->breaker_open,
+			      retry_breaker_state(&p->breaker) != RETRY_BREAKER_CLOSED,
+			      memory_order_relaxed);
+	publish_counters_locked(p);
+}
+
+static void pool_unlock(struct pool *p)
+{
+	publish_locked(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void pool_set_mirror(struct pool *p, struct sb_pool *mirror)
+{
+	pthread_mutex_lock(&p->mu);
+	p->mirror = mirror;
+	p->published = p->st;
+	p->published.breaker_opens = retry_breaker_opens(&p->breaker);
+	p->published_dead = p->st.preping_evictions;
+	pool_unlock(p);
+}
+
+static int total_locked(const struct pool *p)
+{
+	return p->n_idle + p->n_in_use + p->n_opening;
+}
+
+static int max_conns(const struct pool *p)
+{
+	return p->o.size + p->o.max_overflow;
+}
+
+/* ---- options ---- */
+
+void pool_options_from_config(struct pool_options *o, const struct config *cfg)
+{
+	*o = (struct pool_options){
+		.size = (int)cfg->db_pool_size,
+		.max_overflow = (int)cfg->db_max_overflow,
+		.overflow_idle_ms = cfg->db_overflow_idle_ms,
+		.timeout_ms = cfg->db_pool_timeout_ms,
+		.pre_ping = cfg->db_pool_pre_ping,
+		.pre_ping_quiet_ms = PRE_PING_QUIET_MS,
+		.idle_timeout_ms = (int64_t)cfg->db_idle_timeout_s * 1000,
+		.max_lifetime_ms = (int64_t)cfg->db_max_lifetime_s * 1000,
+		.connect_timeout_ms = cfg->db_connect_timeout_ms,
+		.retry_attempts = (int)cfg->db_retry_attempts,
+		.retry_backoff_ms = cfg->db_retry_backoff_ms,
+		.retry_backoff_cap_ms = cfg->db_retry_backoff_ms > BACKOFF_CAP_MS
+					    ? cfg->db_retry_backoff_ms
+					    : BACKOFF_CAP_MS,
+		.breaker_threshold = BREAKER_THRESHOLD,
+		.breaker_cooldown_ms = BREAKER_COOLDOWN_MS,
+		.seed = 0,
+	};
+}
+
+/* ---- the idle stack and the waiter queue (all under mu) ---- */
+
+static struct pool_conn *pop_idle_locked(struct pool *p)
+{
+	/* LIFO: the most recently used connection goes out again, so surplus
+	 * ones sink to the bottom, stay idle and age out. */
+	return p->idle[--p->n_idle];
+}
+
+static void remove_idle_at_locked(struct pool *p, int i)
+{
+	memmove(&p->idle[i], &p->idle[i + 1], (size_t)(p->n_idle - i - 1) * sizeof *p->idle);
+	p->n_idle--;
+}
+
+static void enqueue_locked(struct pool *p, struct pool_waiter *w)
+{
+	w->next = NULL;
+	if (p->tail)
+		p->tail->next = w;
+	else
+		p->head = w;
+	p->tail = w;
+	p->n_waiting++;
+}
+
+static void unlink_waiter_locked(struct pool *p, struct pool_waiter *w)
+{
+	struct pool_waiter **pp = &p->head, *prev = NULL;
+	while (*pp && *pp != w) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (!*pp)
+		return;
+	*pp = w->next;
+	if (p->tail == w)
+		p->tail = prev;
+	p->n_waiting--;
+}
+
+/* Give the oldest waiters an idle connection, or a free slot to open one. */
+static void serve_waiters_locked(struct pool *p)
+{
+	while (p->head && !p->stopping) {
+		struct pool_waiter *w = p->head;
+		if (p->n_idle > 0) {
+			w->conn = pop_idle_locked(p);
+			p->n_in_use++;
+		} else if (total_locked(p) < max_conns(p)) {
+			w->slot = true;
+			p->n_opening++;
+		} else {
+			return;
+		}
+		unlink_waiter_locked(p, w);
+		pthread_cond_signal(&w->cv);
+	}
+}
+
+/* ---- expiry ---- */
+
+/* When idle connection i (stack index) is due to be closed. The bottom
+ * `surplus` ones are the connections above DB_POOL_SIZE. */
+static int64_t idle_expiry_locked(const struct pool *p, int i)
+{
+	const struct pool_conn *c = p->idle[i];
+	int64_t e = c->expires_ms;
+	if (p->o.idle_timeout_ms > 0)
+		e = min64(e, c->idle_since_ms + p->o.idle_timeout_ms);
+	if (i < total_locked(p) - p->o.size)
+		e = min64(e, c->idle_since_ms + p->o.overflow_idle_ms);
+	return e;
+}
+
+static int64_t next_expiry_locked(const struct pool *p)
+{
+	int64_t next = NEVER;
+	for (int i = 0; i < p->n_idle; i++)
+		next = min64(next, idle_expiry_locked(p, i));
+	return next;
+}
+
+/* The maintenance thread sleeps until the earliest expiry it knew of;
+ * wake it only when something now expires sooner. */
+static void wake_maintenance_locked(struct pool *p)
+{
+	if (next_expiry_locked(p) < p->maint_next_ms)
+		pthread_cond_signal(&p->maint_cv);
+}
+
+static const char *expiry_reason_locked(struct pool *p, int i, int surplus, int64_t now)
+{
+	const struct pool_conn *c = p->idle[i];
+	if (c->expires_ms <= now) {
+		p->st.lifetime_closes++;
+		return "lifetime";
+	}
+	if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms) {
+		p->st.idle_closes++;
+		return "idle";
+	}
+	if (surplus > 0 && now - c->idle_since_ms >= p->o.overflow_idle_ms) {
+		p->st.overflow_closes++;
+		return "overflow";
+	}
+	return NULL;
+}
+
+/* Moves expired idle connections to p->doomed; oldest first, so surplus
+ * connections are closed from the bottom of the stack. */
+static int collect_expired_locked(struct pool *p, int64_t now)
+{
+	int n = 0;
+	int surplus = total_locked(p) - p->o.size;
+	for (int i = 0; i < p->n_idle;) {
+		const char *why = expiry_reason_locked(p, i, surplus, now);
+		if (!why) {
+			i++;
+			continue;
+		}
+		p->doomed[n] = p->idle[i];
+		p->doomed_why[n++] = why;
+		remove_idle_at_locked(p, i);
+		surplus--;
+	}
+	return n;
+}
+
+/* ---- opening and closing ---- */
+
+static void close_conn(struct pool *p, struct pool_conn *c, const char *why, int left)
+{
+	long long age_s = (long long)(clock_now_ms() - c->created_ms) / 1000;
+	p->c->close(p->ctx, c->handle);
+	log_info("db connection closed reason=%s age_s=%lld pool_size=%d", why, age_s, left);
+	free(c);
+}
+
+static struct pool_conn *new_conn_locked(struct pool *p, void *h, const struct pgconn_info *info)
+{
+	struct pool_conn *c = xcalloc(1, sizeof *c);
+	int64_t now = clock_now_ms();
+	c->handle = h;
+	c->info = *info;
+	c->created_ms = now;
+	c->idle_since_ms = now;
+	c->expires_ms = NEVER;
+	if (p->o.max_lifetime_ms > 0) {
+		/* Jitter (up to 10% earlier) so connections opened together in
+		 * a burst are not all recycled in the same instant. */
+		int64_t jitter =
+		    (int64_t)retry_rng_uniform(&p->rng, (uint64_t)p->o.max_lifetime_ms / 10);
+		c->expires_ms = now + p->o.max_lifetime_ms - jitter;
+	}
+	return c;
+}
+
+static void *try_connect(struct pool *p, enum retry_verdict v, int64_t deadline_ms,
+			 struct pgconn_info *info, struct db_error *err)
+{
+	int64_t attempt_deadline = min64(clock_now_ms() + p->o.connect_timeout_ms, deadline_ms);
+	void *h = p->c->connect(p->ctx, attempt_deadline, info, err);
+	if (!h)
+		return NULL;
+	if (retry_breaker_success(&p->breaker, v))
+		log_info("db circuit breaker closed");
+	pthread_mutex_lock(&p->mu);
+	p->st.connects_ok++;
+	p->st.connect_us += (uint64_t)(info->connect_ms * 1000.0);
+	if (p->mirror) {
+		int b = scoreboard_bucket((int64_t)(info->connect_ms * 1000.0));
+		if (b < SB_DURATION_BUCKETS)
+			sb_add(&p->mirror->connect_buckets[b], 1);
+	}
+	pool_unlock(p);
+	return h;
+}
+
+static void log_connect_failure(const struct pool *p, int attempt, const struct db_error *err,
+				int64_t wait, bool opened)
+{
+	const char *cat = db_category_name(err->category);
+	if (wait >= 0)
+		log_warnx("db connect failed category=%s attempt=%d sqlstate=%s reason=\"%s\" "
+			  "next_backoff_ms=%lld",
+			  cat, attempt + 1, err->sqlstate, err->message, (long long)wait);
+	else
+		log_warnx("db connect failed category=%s attempt=%d sqlstate=%s reason=\"%s\" "
+			  "retry=no transient=%s",
+			  cat, attempt + 1, err->sqlstate, err->message,
+			  err->transient ? "yes" : "no");
+	if (opened)
+		log_warnx("db circuit breaker open failures=%d cooldown_ms=%lld",
+			  p->o.breaker_threshold, (long long)p->o.breaker_cooldown_ms);
+}
+
+/* Counts and logs a failed attempt; the backoff before the next one, or -1
+ * when there is none (permanent, attempts used up, breaker opened, or the
+ * wait would reach the deadline). */
+static int64_t after_failure(struct pool *p, enum retry_verdict v, int attempt, int64_t deadline_ms,
+			     const struct db_error *err)
+{
+	bool opened = retry_breaker_failure(&p->breaker, v);
+	unsigned cat = (unsigned)err->category < DB_CATEGORY_COUNT ? err->category : DB_UNREACHABLE;
+	int64_t wait = -1;
+
+	pthread_mutex_lock(&p->mu);
+	p->st.connects_failed[cat]++;
+	p->last_failure = (enum db_category)cat;
+	if (err->transient && attempt < p->o.retry_attempts && !opened)
+		wait = retry_backoff_until(&p->rng, attempt, p->o.retry_backoff_ms,
+					   p->o.retry_backoff_cap_ms, clock_now_ms(), deadline_ms);
+	p->st.retries += wait >= 0;
+	pool_unlock(p);
+	log_connect_failure(p, attempt, err, wait, opened);
+	return wait;
+}
+
+static void *breaker_denied(struct pool *p, struct db_error *err)
+{
+	pthread_mutex_lock(&p->mu);
+	p->st.breaker_rejects++;
+	enum db_category last = p->last_failure;
+	pool_unlock(p);
+	fail_with(err, DB_CIRCUIT_OPEN, true,
+		  "circuit breaker open after repeated connect failures (last: %s)",
+		  db_category_name(last));
+	return NULL;
+}
+
+/* Transient failures are retried with full-jitter backoff, never past the
+ * deadline; every attempt asks the breaker first. Runs without the mutex. */
+static void *connect_with_retry(struct pool *p, int64_t deadline_ms, struct pgconn_info *info,
+				struct db_error *err)
+{
+	for (int attempt = 0;; attempt++) {
+		if (clock_now_ms() >= deadline_ms) {
+			fail_with(err, DB_TIMEOUT, true, "no time left to connect");
+			return NULL;
+		}
+		enum retry_verdict v = retry_breaker_allow(&p->breaker);
+		if (v == RETRY_DENY)
+			return breaker_denied(p, err);
+		void *h = try_connect(p, v, deadline_ms, info, err);
+		if (h)
+			return h;
+		int64_t wait = after_failure(p, v, attempt, deadline_ms, err);
+		if (wait < 0)
+			return NULL;
+		sleep_ms(wait);
+	}
+}
+
+/* The caller holds an opening slot; connect outside the mutex, then turn
+ * the slot into an in-use connection, or pass it on to a waiter. */
+static int open_conn(struct pool *p, int64_t deadline_ms, struct pool_conn **out,
+		     struct db_error *err)
+{
+	struct pgconn_info info = { 0 };
+	struct pool_conn *c = NULL;
+	void *h = connect_with_retry(p, deadline_ms, &info, err);
+
+	pthread_mutex_lock(&p->mu);
+	p->n_opening--;
+	if (h) {
+		c = new_conn_locked(p, h, &info);
+		p->n_in_use++;
+		wake_maintenance_locked(p); /* idle ones may be surplus now */
+	} else {
+		serve_waiters_locked(p);
+	}
+	int size = total_locked(p);
+	pool_unlock(p);
+	if (!c)
+		return -1;
+	log_info("db connected server_version=%d tls=%s cipher=%s ms=%.1f pool_size=%d",
+		 info.server_version, info.tls_protocol, info.tls_cipher, info.connect_ms, size);
+	*out = c;
+	return 0;
+}
+
+/* ---- checkout ---- */
+
+static int wait_turn_locked(struct pool *p, int64_t deadline_ms, struct pool_conn **cp,
+			    struct db_error *err)
+{
+	struct pool_waiter w = { 0 };
+	int64_t start_us = clock_now_us();
+	struct timespec until = abs_timespec(min64(clock_now_ms() + p->o.timeout_ms, deadline_ms));
+
+	pthread_cond_init(&w.cv, &p->cattr);
+	enqueue_locked(p, &w);
+	publish_locked(p); /* the wait unlocks: readers must see this waiter */
+	while (!w.conn && !w.slot && !p->stopping)
+		if (pthread_cond_timedwait(&w.cv, &p->mu, &until) == ETIMEDOUT)
+			break;
+	bool served = w.conn || w.slot;
+	if (!served)
+		unlink_waiter_locked(p, &w); /* a server dequeues whom it serves */
+	pthread_cond_destroy(&w.cv);
+	p->st.acquires_waited++;
+	p->st.wait_us += (uint64_t)(clock_now_us() - start_us);
+	if (served) {
+		*cp = w.conn;
+		return w.conn ? 1 : 0;
+	}
+	p->st.timeouts++;
+	fail_with(err, DB_POOL_TIMEOUT, true, "%s",
+		  p->stopping ? "pool is shutting down" : "no connection free in time");
+	return -1;
+}
+
+/* 1 with *cp an idle connection, 0 with an opening slot, -1 with err. */
+static int checkout_locked(struct pool *p, int64_t deadline_ms, struct pool_conn **cp,
+			   struct db_error *err)
+{
+	if (p->stopping) {
+		p->st.timeouts++;
+		fail_with(err, DB_POOL_TIMEOUT, true, "pool is shutting down");
+		return -1;
+	}
+	if (!p->head && p->n_idle > 0) {
+		*cp = pop_idle_locked(p);
+		p->n_in_use++;
+		return 1;
+	}
+	if (!p->head && total_locked(p) < max_conns(p)) {
+		p->n_opening++;
+		return 0;
+	}
+	return wait_turn_locked(p, deadline_ms, cp, err);
+}
+
+/* Why c (ours, idle until now) must not be handed out, or NULL. */
+static const char *unusable(struct pool *p, struct pool_conn *c, int64_t deadline_ms)
+{
+	int64_t now = clock_now_ms();
+	struct db_error err;
+	if (c->expires_ms <= now)
+		return "lifetime";
+	if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms)
+		return "idle";
+	if (!p->o.pre_ping)
+		return NULL;
+	if (!p->c->looks_alive(p->ctx, c->handle))
+		return "dead";
+	if (now - c->idle_since_ms < p->o.pre_ping_quiet_ms)
+		return NULL;
+	/* A ping that takes longer than a connect is worth less than one. A
+	 * caller already past its deadline gets the connection unpinged: a ping
+	 * cut short would cost us a connection that is probably fine. */
+	int64_t ping_deadline = min64(deadline_ms, now + p->o.connect_timeout_ms);
+	if (ping_deadline > now && p->c->ping(p->ctx, c->handle, ping_deadline, &err) != 0)
+		return "dead";
+	return NULL;
+}
+
+static void count_eviction_locked(struct pool *p, const char *why)
+{
+	if (strcmp(why, "dead") == 0)
+		p->st.preping_evictions++;
+	else if (strcmp(why, "lifetime") == 0)
+		p->st.lifetime_closes++;
+	else
+		p->st.idle_closes++;
+}
+
+/* Vets *cp; a dead one is closed and swapped for the next idle one, so a
+ * database restart costs callers nothing. false: *cp is gone and the
+ * caller holds an opening slot instead. */
+static bool vet(struct pool *p, struct pool_conn **cp, int64_t deadline_ms)
+{
+	struct pool_conn *c = *cp;
+	while (c) {
+		const char *why = unusable(p, c, deadline_ms);
+		if (!why)
+			return true;
+		pthread_mutex_lock(&p->mu);
+		count_eviction_locked(p, why);
+		struct pool_conn *next = p->n_idle > 0 ? pop_idle_locked(p) : NULL;
+		if (!next) {
+			p->n_in_use--;
+			p->n_opening++;
+		}
+		int left = total_locked(p) - !next;
+		pool_unlock(p);
+		close_conn(p, c, why, left);
+		*cp = c = next;
+	}
+	return false;
+}
+
+int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, struct db_error *err)
+{
+	struct pool_conn *c = NULL;
+	*out = NULL;
+	memset(err, 0, sizeof *err);
+
+	pthread_mutex_lock(&p->mu);
+	p->st.acquires++;
+	int r = checkout_locked(p, deadline_ms, &c, err);
+	pool_unlock(p);
+	if (r < 0)
+		return -1;
+	if (r == 1 && vet(p, &c, deadline_ms)) {
+		*out = c;
+		return 0;
+	}
+	return open_conn(p, deadline_ms, out, err);
+}
+
+/* ---- release ---- */
+
+/* Why a returned connection must be closed rather than kept, or NULL. */
+static const char *release_verdict(struct pool *p, struct pool_conn *c, bool broken, int64_t now)
+{
+	if (broken || !p->c->is_idle_txn(p->ctx, c->handle))
+		return "broken";
+	if (c->expires_ms <= now)
+		return "lifetime";
+	return NULL;
+}
+
+void pool_release(struct pool *p, struct pool_conn *c, bool broken)
+{
+	int64_t now = clock_now_ms();
+	const char *why = release_verdict(p, c, broken, now);
+
+	pthread_mutex_lock(&p->mu);
+	if (!why && p->stopping)
+		why = "shutdown";
+	p->n_in_use--;
+	if (!why) {
+		/* Surplus stays too: it is closed by the maintenance thread
+		 * once idle for overflow_idle_ms, never here (DESIGN.md §5). */
+		c->idle_since_ms = now;
+		p->idle[p->n_idle++] = c;
+	} else if (strcmp(why, "lifetime") == 0) {
+		p->st.lifetime_closes++;
+	} else if (strcmp(why, "broken") == 0) {
+		p->st.discards++;
+	}
+	serve_waiters_locked(p);
+	if (!why)
+		wake_maintenance_locked(p);
+	int left = total_locked(p);
+	pool_unlock(p);
+	if (why)
+		close_conn(p, c, why, left);
+}
+
+void *pool_conn_handle(const struct pool_conn *c)
+{
+	return c->handle;
+}
+
+const struct pgconn_info *pool_conn_info(const struct pool_conn *c)
+{
+	return &c->info;
+}
+
+/* ---- maintenance thread ---- */
+
+static void maintenance_sleep_locked(struct pool *p)
+{
+	p->maint_next_ms = next_expiry_locked(p);
+	publish_locked(p);
+	if (p->maint_next_ms == NEVER) {
+		pthread_cond_wait(&p->maint_cv, &p->mu);
+	} else {
+		struct timespec ts = abs_timespec(p->maint_next_ms);
+		pthread_cond_timedwait(&p->maint_cv, &p->mu, &ts);
+	}
+	p->maint_next_ms = NEVER; /* awake: a signal now would be redundant */
+	p->st.maintenance_wakeups++;
+}
+
+/* Closes idle, aged and surplus connections on time even when no request
+ * comes (Neon's compute scales to zero only when we let go). Sleeps until
+ * the next expiry; no polling, no pings. */
+static void *maintenance_main(void *arg)
+{
+	struct pool *p = arg;
+	pthread_mutex_lock(&p->mu);
+	while (!p->stopping) {
+		int n = collect_expired_locked(p, clock_now_ms());
+		if (n == 0) {
+			maintenance_sleep_locked(p);
+			continue;
+		}
+		int left = total_locked(p);
+		pool_unlock(p);
+		for (int i = 0; i < n; i++)
+			close_conn(p, p->doomed[i], p->doomed_why[i], left);
+		pthread_mutex_lock(&p->mu);
+	}
+	pool_unlock(p);
+	return NULL;
+}
+
+/* ---- life cycle ---- */
+
+static int start_maintenance(struct pool *p)
+{
+	/* Signals belong to the worker's main thread, not to this one. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&p->maint, NULL, maintenance_main, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		errno = rc;
+		log_error("db pool cannot start its maintenance thread");
+		return -1;
+	}
+	return 0;
+}
+
+static void free_pool(struct pool *p)
+{
+	retry_breaker_destroy(&p->breaker);
+	pthread_cond_destroy(&p->maint_cv);
+	pthread_condattr_destroy(&p->cattr);
+	pthread_mutex_destroy(&p->mu);
+	free(p->doomed_why);
+	free(p->doomed);
+	free(p->idle);
+	free(p);
+}
+
+struct pool *pool_create_opts(const struct pool_options *o, const struct pool_connector *connector,
+			      void *ctx)
+{
+	struct pool *p = xcalloc(1, sizeof *p);
+	p->o = *o;
+	p->c = connector;
+	p->ctx = ctx;
+	p->maint_next_ms = NEVER;
+	p->idle = xcalloc((size_t)max_conns(p) + 1, sizeof *p->idle);
+	p->doomed = xcalloc((size_t)max_conns(p) + 1, sizeof *p->doomed);
+	p->doomed_why = xcalloc((size_t)max_conns(p) + 1, sizeof *p->doomed_why);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_condattr_init(&p->cattr);
+	/* Deadlines are monotonic; a wall-clock step must not stretch a wait. */
+	pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->maint_cv, &p->cattr);
+	retry_breaker_init(&p->breaker, o->breaker_threshold, o->breaker_cooldown_ms, NULL, NULL);
+	retry_rng_seed(&p->rng, o->seed ? o->seed
+					: (uint64_t)getpid() << 32 ^ (uint64_t)clock_now_us() ^
+					      (uint64_t)(uintptr_t)p);
+	if (start_maintenance(p) < 0)
+		goto fail;
+	return p;
+fail:
+	free_pool(p);
+	return NULL;
+}
+
+struct pool *pool_create(const struct config *cfg, const struct pool_connector *connector,
+			 void *ctx)
+{
+	struct pool_options o;
+	pool_options_from_config(&o, cfg);
+	return pool_create_opts(&o, connector, ctx);
+}
+
+void pool_destroy(struct pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stopping = true;
+	pthread_cond_signal(&p->maint_cv);
+	for (struct pool_waiter *w = p->head; w; w = w->next)
+		pthread_cond_signal(&w->cv);
+	pool_unlock(p);
+	pthread_join(p->maint, NULL);
+
+	/* The maintenance thread is gone and no caller is left: no lock. */
+	while (p->n_idle > 0) {
+		struct pool_conn *c = pop_idle_locked(p);
+		close_conn(p, c, "shutdown", p->n_idle + p->n_in_use + p->n_opening);
+	}
+	if (p->n_in_use > 0 || p->n_opening > 0)
+		log_warnx("db pool destroyed with connections checked out in_use=%d opening=%d",
+			  p->n_in_use, p->n_opening);
+	free_pool(p);
+}
+
+void pool_stats(struct pool *p, struct pool_stats *out)
+{
+	pthread_mutex_lock(&p->mu);
+	*out = p->st;
+	out->idle = p->n_idle;
+	out->in_use = p->n_in_use;
+	out->opening = p->n_opening;
+	out->waiting = p->n_waiting;
+	out->max = max_conns(p);
+	pool_unlock(p);
+	out->breaker_state = (int)retry_breaker_state(&p->breaker);
+	out->breaker_opens = retry_breaker_opens(&p->breaker);
+}

@@ -1,0 +1,107 @@
+/* pool: the per-worker connection pool shared by the worker's request threads
+ * (DESIGN.md §5): starts empty, bounded by size + overflow, FIFO waiters, LIFO
+ * reuse, pre-ping, retry + circuit breaker on connect, and a maintenance
+ * thread that closes idle, surplus and aged connections on time. */
+#ifndef NEONFCGI_POOL_H
+#define NEONFCGI_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgconn.h"
+
+struct config;
+
+/* What the pool needs from a database driver; ctx is pool_create's ctx.
+ * pgconn_connector() is the real one, the unit tests use a fake. */
+struct pool_connector {
+	/* Open one connection, never blocking past deadline_ms; NULL with err. */
+	void *(*connect)(void *ctx, int64_t deadline_ms, struct pgconn_info *info,
+			 struct db_error *err);
+	void (*close)(void *ctx, void *conn);
+	/* Cheap check, no round trip (socket EOF, pending FATAL). */
+	bool (*looks_alive)(void *ctx, void *conn);
+	/* Round trip bounded by deadline_ms; 0 when the server answered. */
+	int (*ping)(void *ctx, void *conn, int64_t deadline_ms, struct db_error *err);
+	/* Connection healthy and outside any transaction (PQTRANS_IDLE). */
+	bool (*is_idle_txn)(void *ctx, void *conn);
+};
+
+/* The pool's knobs in milliseconds; pool_options_from_config() maps
+ * DESIGN.md §2's variables onto them, tests set them directly. 0 disables
+ * idle_timeout_ms and max_lifetime_ms. */
+struct pool_options {
+	int size;                   /* DB_POOL_SIZE */
+	int max_overflow;           /* DB_MAX_OVERFLOW */
+	int64_t overflow_idle_ms;   /* DB_OVERFLOW_IDLE_MS */
+	int64_t timeout_ms;         /* DB_POOL_TIMEOUT_MS */
+	bool pre_ping;              /* DB_POOL_PRE_PING */
+	int64_t pre_ping_quiet_ms;  /* idle longer than this: real ping (1000) */
+	int64_t idle_timeout_ms;    /* DB_IDLE_TIMEOUT_S */
+	int64_t max_lifetime_ms;    /* DB_MAX_LIFETIME_S, up to 10% less by jitter */
+	int64_t connect_timeout_ms; /* DB_CONNECT_TIMEOUT_MS */
+	int retry_attempts;         /* DB_RETRY_ATTEMPTS */
+	int64_t retry_backoff_ms;   /* DB_RETRY_BACKOFF_MS */
+	int64_t retry_backoff_cap_ms;
+	int breaker_threshold; /* consecutive connect failures that open it */
+	int64_t breaker_cooldown_ms;
+	uint64_t seed; /* jitter RNG; 0 = from pid and time */
+};
+
+/* Counters only grow; the gauges are a snapshot. connects_failed is indexed
+ * by enum db_category. */
+struct pool_stats {
+	int idle, in_use, opening, waiting, max;
+	int breaker_state;        /* enum retry_breaker_state */
+	uint64_t acquires;        /* successful and failed */
+	uint64_t acquires_waited; /* had to queue for a connection */
+	uint64_t wait_us;         /* total time spent queued */
+	uint64_t timeouts;        /* pool_timeout errors */
+	uint64_t connects_ok;
+	uint64_t connect_us; /* total duration of successful connects */
+	uint64_t connects_failed[DB_CATEGORY_COUNT];
+	uint64_t retries;
+	uint64_t breaker_rejects; /* circuit_open errors */
+	uint64_t breaker_opens;
+	uint64_t preping_evictions; /* dead on checkout, replaced */
+	uint64_t idle_closes;
+	uint64_t lifetime_closes;
+	uint64_t overflow_closes;
+	uint64_t discards; /* returned broken or inside a transaction */
+	uint64_t maintenance_wakeups;
+};
+
+struct pool;
+struct pool_conn;
+
+void pool_options_from_config(struct pool_options *o, const struct config *cfg);
+/* In the worker, after fork: starts the maintenance thread, opens nothing.
+ * NULL (logged) only when the thread cannot be started. */
+struct pool *pool_create(const struct config *cfg, const struct pool_connector *connector,
+			 void *ctx) __attribute__((warn_unused_result));
+struct pool *pool_create_opts(const struct pool_options *o, const struct pool_connector *connector,
+			      void *ctx) __attribute__((warn_unused_result));
+/* Stops the maintenance thread and closes every pooled connection. Call once
+ * no thread can acquire or release any more (request threads joined). */
+void pool_destroy(struct pool *p);
+
+/* A live connection within deadline_ms (clock_now_ms()) and the pool's
+ * timeout: 0 and *out, or -1 with err (pool_timeout, circuit_open, or the
+ * connect failure's category). */
+int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, struct db_error *err)
+    __attribute__((warn_unused_result));
+/* Give c back. broken: the caller saw it fail (pgconn_error_discards()),
+ * so it is closed; so is one left inside a transaction. */
+void pool_release(struct pool *p, struct pool_conn *c, bool broken);
+/* The connector's handle: a PGconn * with pgconn_connector(). */
+void *pool_conn_handle(const struct pool_conn *c);
+/* Facts from when c was connected. */
+const struct pgconn_info *pool_conn_info(const struct pool_conn *c);
+
+void pool_stats(struct pool *p, struct pool_stats *out);
+struct sb_pool;
+/* Keep a copy of the numbers in the worker's scoreboard section (gauges
+ * stored, counters added as deltas) for /metrics and /health/db. */
+void pool_set_mirror(struct pool *p, struct sb_pool *mirror);
+
+#endif
