@@ -65,6 +65,8 @@ static json_t *response_time_check(const struct health_db_check *chk)
 
 	if (!chk->ok)
 		json_object_set_new(c, "output", json_string(db_category_name(chk->category)));
+	if (chk->circuit_open)
+		json_object_set_new(c, "circuit", json_string("open"));
 	return json_pack("[o]", c);
 }
 

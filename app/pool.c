@@ -426,7 +426,11 @@ static void log_connect_failure(const struct pool *p, int attempt, const struct 
 static int64_t after_failure(struct pool *p, enum retry_verdict v, int attempt, int64_t deadline_ms,
 			     const struct db_error *err)
 {
-	bool opened = retry_breaker_failure(&p->breaker, v);
+	/* Only transient failures trip the breaker: a permanent one (wrong
+	 * password, database missing) is never retried anyway, so each caller
+	 * costs the server one attempt and keeps getting the true category. A
+	 * half-open probe must be answered either way. */
+	bool opened = (err->transient || v == RETRY_PROBE) && retry_breaker_failure(&p->breaker, v);
 	unsigned cat = (unsigned)err->category < DB_CATEGORY_COUNT ? err->category : DB_UNREACHABLE;
 	int64_t wait = -1;
 
@@ -451,6 +455,7 @@ static void *breaker_denied(struct pool *p, struct db_error *err)
 	fail_with(err, DB_CIRCUIT_OPEN, true,
 		  "circuit breaker open after repeated connect failures (last: %s)",
 		  db_category_name(last));
+	err->cause = last;
 	return NULL;
 }
 

@@ -146,11 +146,15 @@ static void check_db(struct worker *w, int64_t deadline_ms, struct health_db_che
 		pool_release(w->pool, c, rc != 0 && pgconn_error_discards(&err));
 		chk->ok = rc == 0;
 	}
-	chk->category = err.category;
+	/* Behind an open breaker, report why it opened (unreachable, timeout…):
+	 * that is what an operator acts on; the breaker shows as "circuit". */
+	chk->circuit_open = err.category == DB_CIRCUIT_OPEN;
+	chk->category = chk->circuit_open && err.cause != DB_OK ? err.cause : err.category;
 	chk->response_ms = (double)(clock_now_us() - t0) / 1000.0;
 	health_stamp(chk);
 	if (!chk->ok)
-		log_warnx("health check failed category=%s ms=%.1f", db_category_name(err.category),
+		log_warnx("health check failed category=%s circuit=%s ms=%.1f",
+			  db_category_name(chk->category), chk->circuit_open ? "open" : "closed",
 			  chk->response_ms);
 }
 

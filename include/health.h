@@ -14,7 +14,8 @@ struct sb_pool;
 /* What one /health/db request found. */
 struct health_db_check {
 	bool ok;
-	enum db_category category; /* on failure */
+	enum db_category category; /* on failure: the cause, even behind an open breaker */
+	bool circuit_open;         /* the failure was answered by the open breaker */
 	double response_ms;
 	char time[32];             /* RFC 3339 UTC time of the check */
 };

@@ -27,6 +27,7 @@ struct db_error {
 	char sqlstate[6];  /* "" when the server sent none */
 	char message[256]; /* server's primary message or our description; never
 			      holds a password, user or host name */
+	enum db_category cause; /* with DB_CIRCUIT_OPEN: the failure that opened it */
 };
 
 /* Connection parameters parsed once from DATABASE_URL (keywords/values for
