@@ -42,6 +42,9 @@
  * this long; keep nginx's upstream keepalive_timeout below it. */
 #define KEEPALIVE_IDLE_TIMEOUT_MS 75000
 #define STOP_KICK_INTERVAL_MS     20
+/* Request bodies are never used; up to this much is read and dropped so the
+ * connection can be closed without a linger (see finish_request). */
+#define DRAIN_MAX_BYTES 65536
 
 enum thread_state { THREAD_IDLE, THREAD_BUSY, THREAD_DONE };
 
@@ -322,6 +325,25 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
 	}
 }
 
+/* libfcgi closes a connection by half-closing it and then waiting (up to 2 s)
+ * for the web server to close its side, so that unread input cannot make our
+ * close() send a RST that would destroy the response. When we have read the
+ * request's input to its end there is nothing left to cause a RST, and a plain
+ * close() is safe; libfcgi takes that path for a "detached" request. */
+static void finish_request(FCGX_Request *req)
+{
+	char buf[4096];
+	size_t drained = 0;
+	int n;
+
+	while (drained < DRAIN_MAX_BYTES && (n = FCGX_GetStr(buf, sizeof(buf), req->in)) > 0)
+		drained += (size_t)n;
+	if (FCGX_HasSeenEOF(req->in) && !FCGX_GetError(req->in))
+		req->detached = 1;
+	FCGX_Finish_r(req);
+	req->detached = 0;
+}
+
 static void note_request_done(struct worker *w)
 {
 	long n = atomic_fetch_add(&w->requests, 1) + 1;
@@ -342,7 +364,7 @@ static void *request_thread_main(void *arg)
 	FCGX_InitRequest(&req, -1, FCGI_FAIL_ACCEPT_ON_INTR);
 	while (next_request(t, &req) == 0) {
 		handle_request(t->w, &req);
-		FCGX_Finish_r(&req);
+		finish_request(&req);
 		note_request_done(t->w);
 	}
 	FCGX_Free(&req, 1);
