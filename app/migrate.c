@@ -5,7 +5,9 @@
  * first takes pg_advisory_xact_lock, so runners on many hosts serialize and
  * re-check, and the lock dies with the transaction — a transaction-mode
  * pooler (PgBouncer, Neon's -pooler hosts) keeps a transaction on one server
- * connection, but not a session, so a session lock would not hold there. */
+ * connection, but not a session, so a session lock would not hold there.
+ * Files marked no-transaction are run by the one runner holding a claim
+ * (see claim()); the others wait for its record. */
 #include "migrate.h"
 
 #include <dirent.h>
@@ -35,29 +37,28 @@
 #define LOCK_SQL "BEGIN; SELECT pg_advisory_xact_lock(" LOCK_KEY ")"
 /* The claim on no-transaction files (see claim()): the next key. */
 #define CLAIM_KEY "7954886836774725482"
-#define CLAIM_SQL                                                                        \
-	"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_try_advisory_xact_lock(" CLAIM_KEY \
-	")"
+#define CLAIM_SQL                                                                                  \
+	"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_try_advisory_xact_lock(" CLAIM_KEY ")"
 #define CLAIM_POLL_MS 250
-#define CREATE_SQL                                                                         \
-	LOCK_SQL "; CREATE TABLE IF NOT EXISTS " TABLE " (version integer PRIMARY KEY, "    \
-		 "name text NOT NULL, checksum text NOT NULL, "                             \
-		 "applied_at timestamptz NOT NULL DEFAULT now(), duration_ms bigint NOT NULL); " \
+#define CREATE_SQL                                                                                 \
+	LOCK_SQL "; CREATE TABLE IF NOT EXISTS " TABLE " (version integer PRIMARY KEY, "           \
+		 "name text NOT NULL, checksum text NOT NULL, "                                    \
+		 "applied_at timestamptz NOT NULL DEFAULT now(), duration_ms bigint NOT NULL); "   \
 		 "COMMIT"
-#define SELECT_APPLIED                                                                    \
-	"SELECT version, name, checksum, "                                                 \
-	"to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') FROM " TABLE \
+#define SELECT_APPLIED                                                                             \
+	"SELECT version, name, checksum, "                                                         \
+	"to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') FROM " TABLE         \
 	" ORDER BY version"
 /* DDL may legitimately take minutes (a table rewrite, an index build, a lock
  * wait behind a long query, or the advisory lock while another host migrates);
  * the deadline only catches a server that stopped answering. */
 #define STATEMENT_DEADLINE_MS (10 * 60 * 1000)
-#define ROLLBACK_DEADLINE_MS 5000
+#define ROLLBACK_DEADLINE_MS  5000
 /* A migration is SQL text written by hand or by a tool; anything larger is
  * almost certainly a mistake (a dump), and it is read into memory. */
 #define MAX_FILE_BYTES (64L * 1024 * 1024)
 /* A waking Neon compute answers within seconds: look at least once a second. */
-#define START_BACKOFF_CAP_MS 1000
+#define START_BACKOFF_CAP_MS   1000
 #define CONNECT_BACKOFF_CAP_MS 2000
 
 /* ---- allocation: failure aborts, nothing handles half a NULL ---- */
@@ -164,7 +165,7 @@ struct lexer {
 	int paren;
 	int begin_depth; /* BEGIN … END nesting in a CREATE FUNCTION/PROCEDURE */
 	int nwords;
-	char lead[4];    /* initials of the first words when they are create/or/… */
+	char lead[4]; /* initials of the first words when they are create/or/… */
 	bool in_stmt;
 	struct migrate_stmt cur;
 };
@@ -286,8 +287,8 @@ static bool lx_in_routine(const struct lexer *lx)
 {
 	const char *l = lx->lead;
 
-	return l[0] == 'c' &&
-	       (l[1] == 'f' || l[1] == 'p' || (l[1] == 'o' && l[2] == 'r' && (l[3] == 'f' || l[3] == 'p')));
+	return l[0] == 'c' && (l[1] == 'f' || l[1] == 'p' ||
+			       (l[1] == 'o' && l[2] == 'r' && (l[3] == 'f' || l[3] == 'p')));
 }
 
 /* psql's heuristic (psqlscan.l): in CREATE [OR REPLACE] FUNCTION|PROCEDURE,
@@ -296,7 +297,7 @@ static bool lx_in_routine(const struct lexer *lx)
 static void lx_note_word(struct lexer *lx, const char *w, size_t n)
 {
 	static const char *const lead_words[] = { "create", "or", "replace", "function",
-						   "procedure" };
+						  "procedure" };
 
 	if (lx->nwords == 0)
 		copy_lower(lx->cur.keyword, sizeof(lx->cur.keyword), w, n);
@@ -473,11 +474,15 @@ static int cmp_file(const void *a, const void *b)
 static void report_gap(struct problems *p, const struct migrate_file *f, int want)
 {
 	if (f->version - want == 1)
-		problems_add(p, "%s: version %04d is missing before it (versions run 0001, "
-				"0002, ... without gaps)", f->name, want);
+		problems_add(p,
+			     "%s: version %04d is missing before it (versions run 0001, "
+			     "0002, ... without gaps)",
+			     f->name, want);
 	else
-		problems_add(p, "%s: versions %04d-%04d are missing before it (versions run "
-				"0001, 0002, ... without gaps)", f->name, want, f->version - 1);
+		problems_add(p,
+			     "%s: versions %04d-%04d are missing before it (versions run "
+			     "0001, 0002, ... without gaps)",
+			     f->name, want, f->version - 1);
 }
 
 int migrate_files_check(struct migrate_files *fs, struct problems *p)
@@ -538,8 +543,8 @@ static int read_entry(int dfd, const char *name, struct migrate_files *fs, struc
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE_BYTES) {
-		problems_add(p, "%s: %s", name, S_ISREG(st.st_mode) ? "larger than 64 MiB"
-								   : "not a regular file");
+		problems_add(p, "%s: %s", name,
+			     S_ISREG(st.st_mode) ? "larger than 64 MiB" : "not a regular file");
 		goto fail;
 	}
 	buf = xcalloc((size_t)st.st_size + 1, 1);
@@ -639,8 +644,8 @@ void migrate_plan_build(const struct migrate_files *fs, const struct migrate_app
 			j++;
 		} else if (!a || f->version < a->version) {
 			add_step(plan, f->version,
-				 f->version < last_applied ? MIGRATE_OUT_OF_ORDER : MIGRATE_PENDING, f,
-				 NULL);
+				 f->version < last_applied ? MIGRATE_OUT_OF_ORDER : MIGRATE_PENDING,
+				 f, NULL);
 			i++;
 		} else {
 			add_step(plan, f->version, compare(f, a), f, a);
@@ -678,8 +683,7 @@ static bool refuse_step(const struct migrate_step *s, struct problems *p)
 			     "applied one",
 			     s->file->name);
 		return true;
-	default:
-		return false;
+	default: return false;
 	}
 }
 
@@ -702,18 +706,12 @@ void migrate_plan_free(struct migrate_plan *plan)
 const char *migrate_state_name(enum migrate_state state)
 {
 	switch (state) {
-	case MIGRATE_PENDING:
-		return "new";
-	case MIGRATE_APPLIED:
-		return "ok";
-	case MIGRATE_CHANGED:
-		return "changed";
-	case MIGRATE_RENAMED:
-		return "renamed";
-	case MIGRATE_MISSING:
-		return "file missing";
-	case MIGRATE_OUT_OF_ORDER:
-		return "out of order";
+	case MIGRATE_PENDING: return "new";
+	case MIGRATE_APPLIED: return "ok";
+	case MIGRATE_CHANGED: return "changed";
+	case MIGRATE_RENAMED: return "renamed";
+	case MIGRATE_MISSING: return "file missing";
+	case MIGRATE_OUT_OF_ORDER: return "out of order";
 	}
 	return "?";
 }
@@ -731,7 +729,7 @@ static void print_status_summary(const struct migrate_plan *plan, FILE *out)
 		applied += plan->v[i].applied != NULL;
 	fprintf(out, "%zu applied, %zu pending", applied,
 		migrate_plan_count(plan, MIGRATE_PENDING) +
-			migrate_plan_count(plan, MIGRATE_OUT_OF_ORDER));
+		    migrate_plan_count(plan, MIGRATE_OUT_OF_ORDER));
 	for (int st = MIGRATE_CHANGED; st <= MIGRATE_OUT_OF_ORDER; st++) {
 		size_t n = migrate_plan_count(plan, (enum migrate_state)st);
 		if (n)
@@ -751,7 +749,8 @@ void migrate_print_status(const struct migrate_plan *plan, FILE *out)
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct migrate_step *s = &plan->v[i];
 		fprintf(out, "%04d     %-*s  %-20s  %s\n", s->version, w, step_name(s),
-			s->applied ? s->applied->applied_at : "pending", migrate_state_name(s->state));
+			s->applied ? s->applied->applied_at : "pending",
+			migrate_state_name(s->state));
 	}
 	print_status_summary(plan, out);
 }
@@ -771,13 +770,13 @@ struct runner {
 	/* Set when a run fails on the database; category DB_OK means the failure
 	 * (bad files, refusals) was already reported. */
 	struct db_error err;
-	const char *stage;                 /* what failed when no file did */
+	const char *stage; /* what failed when no file did */
 	/* The file being applied, copied: the file list is gone when a caller
 	 * reports the failure. */
 	char failed[256];
 	bool failed_no_tx;
-	int failed_line; /* its failing statement (no-transaction files) */
-	bool table_exists;                 /* neonfcgi_schema_migrations, as last read */
+	int failed_line;   /* its failing statement (no-transaction files) */
+	bool table_exists; /* neonfcgi_schema_migrations, as last read */
 	size_t applied, skipped;
 };
 
@@ -878,10 +877,12 @@ static void say_missing(const struct runner *r, const struct migrate_plan *plan)
 			continue;
 		if (r->on_start)
 			log_warnx("migration applied but its file is not in MIGRATIONS_DIR "
-				  "version=%04d name=%s", s->version, s->applied->name);
+				  "version=%04d name=%s",
+				  s->version, s->applied->name);
 		else
-			fprintf(stderr, "neonfcgi: migrate: warning: version %04d (%s) is applied "
-					"but its file is not in MIGRATIONS_DIR\n",
+			fprintf(stderr,
+				"neonfcgi: migrate: warning: version %04d (%s) is applied "
+				"but its file is not in MIGRATIONS_DIR\n",
 				s->version, s->applied->name);
 	}
 }
@@ -896,8 +897,8 @@ static void say_done(const struct runner *r, const struct migrate_plan *plan)
 			 already, version);
 		return;
 	}
-	printf("%zu applied, %zu already applied; database at version %04d\n", r->applied,
-	       already, version);
+	printf("%zu applied, %zu already applied; database at version %04d\n", r->applied, already,
+	       version);
 }
 
 static void say_dry_run(const struct migrate_plan *plan)
@@ -920,16 +921,20 @@ static void say_consequence(const struct runner *r)
 	const char *name = r->failed;
 
 	if (!r->failed_no_tx)
-		fprintf(stderr, "neonfcgi: migrate: %s was rolled back; later migrations were "
-				"not attempted\n", name);
+		fprintf(stderr,
+			"neonfcgi: migrate: %s was rolled back; later migrations were "
+			"not attempted\n",
+			name);
 	else
-		fprintf(stderr, "neonfcgi: migrate: %s runs without a transaction: statements "
-				"before the failing one stay applied and the file is not recorded "
-				"(keep it safe to re-run); later migrations were not attempted\n",
+		fprintf(stderr,
+			"neonfcgi: migrate: %s runs without a transaction: statements "
+			"before the failing one stay applied and the file is not recorded "
+			"(keep it safe to re-run); later migrations were not attempted\n",
 			name);
 	if (!strcmp(r->err.sqlstate, "25001"))
-		fprintf(stderr, "neonfcgi: migrate: hint: a statement that cannot run in a "
-				"transaction block needs \"%s\" as the file's first line\n",
+		fprintf(stderr,
+			"neonfcgi: migrate: hint: a statement that cannot run in a "
+			"transaction block needs \"%s\" as the file's first line\n",
 			MIGRATE_NO_TX_MARKER);
 }
 
@@ -950,9 +955,8 @@ static void report_file_failure(const struct runner *r)
 	quote_for_log(r->err.message, quoted, sizeof(quoted));
 	log_errorx("migration failed; later migrations not attempted file=%s line=%d "
 		   "sqlstate=%s category=%s rolled_back=%s error=\"%s\"",
-		   r->failed, r->failed_line, r->err.sqlstate,
-		   db_category_name(r->err.category), r->failed_no_tx ? "no" : "yes",
-		   quoted);
+		   r->failed, r->failed_line, r->err.sqlstate, db_category_name(r->err.category),
+		   r->failed_no_tx ? "no" : "yes", quoted);
 }
 
 static void report_failure(const struct runner *r)
@@ -971,8 +975,8 @@ static void report_failure(const struct runner *r)
 	}
 	quote_for_log(r->err.message, quoted, sizeof(quoted));
 	log_errorx("migrations failed: cannot %s the database db=\"%s\" category=%s sqlstate=%s "
-		   "error=\"%s\"", r->stage, target, db_category_name(r->err.category),
-		   r->err.sqlstate, quoted);
+		   "error=\"%s\"",
+		   r->stage, target, db_category_name(r->err.category), r->err.sqlstate, quoted);
 }
 
 static int db_exec(struct runner *r, const char *sql)
@@ -1093,8 +1097,10 @@ static int recorded(struct runner *r, const struct migrate_file *f)
 	if (PQntuples(res) > 0) {
 		rc = 1;
 		if (strcmp(PQgetvalue(res, 0, 1), f->checksum) != 0) {
-			set_error(r, "another runner applied a different version of this file "
-				     "(checksum %.12s...)", PQgetvalue(res, 0, 1));
+			set_error(r,
+				  "another runner applied a different version of this file "
+				  "(checksum %.12s...)",
+				  PQgetvalue(res, 0, 1));
 			rc = -1;
 		} else if (strcmp(PQgetvalue(res, 0, 0), f->name) != 0) {
 			set_error(r, "another runner applied version %04d as %.100s", f->version,
@@ -1113,8 +1119,10 @@ static int record(struct runner *r, const struct migrate_file *f, int64_t ms)
 
 	snprintf(version, sizeof(version), "%d", f->version);
 	snprintf(duration, sizeof(duration), "%lld", (long long)ms);
-	return db_query(r, "INSERT INTO " TABLE " (version, name, checksum, duration_ms) "
-			   "VALUES ($1, $2, $3, $4)", 4, values, NULL);
+	return db_query(r,
+			"INSERT INTO " TABLE " (version, name, checksum, duration_ms) "
+			"VALUES ($1, $2, $3, $4)",
+			4, values, NULL);
 }
 
 /* BEGIN; lock; re-check; the file; record; COMMIT — all or nothing. */
@@ -1179,8 +1187,9 @@ static void release_claim(struct runner *r)
 {
 	struct db_error ignored;
 
-	if (r->claim_conn && pgconn_exec(r->claim_conn, "ROLLBACK",
-					 clock_now_ms() + ROLLBACK_DEADLINE_MS, NULL, &ignored) < 0) {
+	if (r->claim_conn &&
+	    pgconn_exec(r->claim_conn, "ROLLBACK", clock_now_ms() + ROLLBACK_DEADLINE_MS, NULL,
+			&ignored) < 0) {
 		pgconn_close(r->claim_conn); /* closing releases the lock too */
 		r->claim_conn = NULL;
 	}
@@ -1201,7 +1210,7 @@ static int claim(struct runner *r)
 
 	if (!r->claim_conn) {
 		r->claim_conn = pgconn_connect(
-			r->params, clock_now_ms() + r->cfg->db_connect_timeout_ms, &info, &r->err);
+		    r->params, clock_now_ms() + r->cfg->db_connect_timeout_ms, &info, &r->err);
 		if (!r->claim_conn)
 			return -1;
 	}
@@ -1237,8 +1246,10 @@ static void say_waiting(const struct runner *r, const struct migrate_file *f)
 	if (r->on_start)
 		log_info("migration being applied by another runner; waiting file=%s", f->name);
 	else
-		fprintf(stderr, "neonfcgi: migrate: %s is being applied by another runner; "
-				"waiting\n", f->name);
+		fprintf(stderr,
+			"neonfcgi: migrate: %s is being applied by another runner; "
+			"waiting\n",
+			f->name);
 }
 
 /* One look: 1 done (applied now, or recorded by another runner), 0 another
@@ -1384,7 +1395,9 @@ out:
 
 int migrate_command(const struct config *cfg, enum migrate_mode mode)
 {
-	struct runner r = { .cfg = cfg, .mode = mode, .connect_retries = (int)cfg->db_retry_attempts };
+	struct runner r = { .cfg = cfg,
+			    .mode = mode,
+			    .connect_retries = (int)cfg->db_retry_attempts };
 	enum run_result rc = run(&r, clock_now_ms() + cfg->db_connect_timeout_ms);
 
 	if (rc != RUN_OK && r.err.category != DB_OK)
@@ -1425,7 +1438,8 @@ int migrate_on_start(const struct config *cfg)
 	int64_t started = clock_now_ms(), give_up = started + cfg->db_start_timeout_ms;
 
 	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
-	log_info("migrations: applying pending ones before starting dir=\"%s\"", cfg->migrations_dir);
+	log_info("migrations: applying pending ones before starting dir=\"%s\"",
+		 cfg->migrations_dir);
 	for (int attempt = 0;; attempt++) {
 		/* Every attempt but the first stops at the start deadline. */
 		int64_t deadline = clock_now_ms() + cfg->db_connect_timeout_ms;

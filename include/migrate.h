@@ -12,8 +12,8 @@ struct config;
 struct problems;
 
 #define MIGRATE_EX_UNAVAILABLE 69 /* sysexits.h EX_UNAVAILABLE: database never came up */
-#define MIGRATE_SHA256_HEX 65     /* 64 hex digits + NUL */
-#define MIGRATE_NO_TX_MARKER "-- neonfcgi:no-transaction"
+#define MIGRATE_SHA256_HEX     65 /* 64 hex digits + NUL */
+#define MIGRATE_NO_TX_MARKER   "-- neonfcgi:no-transaction"
 
 struct migrate_file {
 	int version;
@@ -91,10 +91,10 @@ int migrate_files_add(struct migrate_files *fs, const char *fname, const char *d
 /* Sort by version, then refuse duplicates, gaps (versions run 0001, 0002, …)
  * and transaction control in transactional files; every problem goes to p. */
 int migrate_files_check(struct migrate_files *fs, struct problems *p)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* Read every entry of dir (dot files are ignored), add and check them. */
 int migrate_scan_dir(const char *dir, struct migrate_files *fs, struct problems *p)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void migrate_files_free(struct migrate_files *fs);
 void migrate_applied_free(struct migrate_applied_list *al);
 

@@ -86,11 +86,11 @@ static struct fake_db {
 	bool in_tx;
 	char log[MAXLOG][160];
 	int nlog;
-	int connect_failures;  /* transient failures before connects succeed */
+	int connect_failures; /* transient failures before connects succeed */
 	int connects, closes, open_conns;
-	int claim_busy;        /* claims refused before one is granted */
-	const char *fail_on;   /* user SQL containing this fails with 42601 */
-	int sneak_version;     /* another runner records this at the first lock */
+	int claim_busy;      /* claims refused before one is granted */
+	const char *fail_on; /* user SQL containing this fails with 42601 */
+	int sneak_version;   /* another runner records this at the first lock */
 	char sneak_checksum[MIGRATE_SHA256_HEX];
 } db;
 
@@ -151,8 +151,8 @@ void pgconn_params_free(struct pgconn_params *p)
 	(void)p;
 }
 
-PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms,
-		       struct pgconn_info *info, struct db_error *err)
+PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms, struct pgconn_info *info,
+		       struct db_error *err)
 {
 	(void)p;
 	(void)deadline_ms;
@@ -397,28 +397,17 @@ struct name_case {
 };
 
 static const struct name_case names[] = {
-	{ "0001_init.sql", true, 1 },
-	{ "0002_add_users.sql", true, 2 },
-	{ "0010_x.sql", true, 10 },
-	{ "9999_last_one_2.sql", true, 9999 },
-	{ "0003_v2.sql", true, 3 },
-	{ "1_init.sql", false, 0 },
-	{ "001_init.sql", false, 0 },
-	{ "00001_init.sql", false, 0 },
-	{ "0001-init.sql", false, 0 },
-	{ "0001_.sql", false, 0 },
-	{ "0001.sql", false, 0 },
-	{ "abcd_x.sql", false, 0 },
-	{ "0001_init.SQL", false, 0 },
-	{ "0001_Init.sql", false, 0 },
-	{ "0001_add-users.sql", false, 0 },
-	{ "0001_init.sql~", false, 0 },
-	{ "0001_init.sql.bak", false, 0 },
-	{ "0001_init", false, 0 },
-	{ "0001_in it.sql", false, 0 },
-	{ "0000_zero.sql", false, 0 },
-	{ "README.md", false, 0 },
-	{ "", false, 0 },
+	{ "0001_init.sql", true, 1 },       { "0002_add_users.sql", true, 2 },
+	{ "0010_x.sql", true, 10 },         { "9999_last_one_2.sql", true, 9999 },
+	{ "0003_v2.sql", true, 3 },         { "1_init.sql", false, 0 },
+	{ "001_init.sql", false, 0 },       { "00001_init.sql", false, 0 },
+	{ "0001-init.sql", false, 0 },      { "0001_.sql", false, 0 },
+	{ "0001.sql", false, 0 },           { "abcd_x.sql", false, 0 },
+	{ "0001_init.SQL", false, 0 },      { "0001_Init.sql", false, 0 },
+	{ "0001_add-users.sql", false, 0 }, { "0001_init.sql~", false, 0 },
+	{ "0001_init.sql.bak", false, 0 },  { "0001_init", false, 0 },
+	{ "0001_in it.sql", false, 0 },     { "0000_zero.sql", false, 0 },
+	{ "README.md", false, 0 },          { "", false, 0 },
 };
 
 static void name_table(void **state)
@@ -444,11 +433,14 @@ static void sha256_matches_sha256sum(void **state)
 	(void)state;
 	/* Expected values from `printf ... | sha256sum`. */
 	migrate_sha256_hex("SELECT 1;\n", 10, hex);
-	assert_string_equal(hex, "b4e0497804e46e0a0b0b8c31975b062152d551bac49c3c2e80932567b4085dcd");
+	assert_string_equal(hex,
+			    "b4e0497804e46e0a0b0b8c31975b062152d551bac49c3c2e80932567b4085dcd");
 	migrate_sha256_hex("", 0, hex);
-	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	assert_string_equal(hex,
+			    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	migrate_sha256_hex(idx, strlen(idx), hex);
-	assert_string_equal(hex, "723c22369fddabdf1f915e96ba0a93ff40ddc1cea66c988046eda42539ed2579");
+	assert_string_equal(hex,
+			    "723c22369fddabdf1f915e96ba0a93ff40ddc1cea66c988046eda42539ed2579");
 }
 
 static void no_tx_marker(void **state)
@@ -661,7 +653,8 @@ static void transaction_control_table(void **state)
 		{ "PREPARE TRANSACTION 'x';", true },
 		{ "PREPARE q AS SELECT 1;", false },
 		{ "DO $$ BEGIN PERFORM 1; END $$;", false },
-		{ "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;", false },
+		{ "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;",
+		  false },
 		{ "-- neonfcgi:no-transaction\nBEGIN; SELECT 1; COMMIT;", false },
 	};
 
@@ -670,8 +663,9 @@ static void transaction_control_table(void **state)
 		struct migrate_files fs = { 0 };
 		struct problems p = { 0 };
 		print_message("tx control case %zu\n", i);
-		assert_int_equal(migrate_files_add(&fs, "0001_a.sql", cases[i].sql,
-						   strlen(cases[i].sql), &p), 0);
+		assert_int_equal(
+		    migrate_files_add(&fs, "0001_a.sql", cases[i].sql, strlen(cases[i].sql), &p),
+		    0);
 		assert_int_equal(migrate_files_check(&fs, &p), cases[i].refused ? -1 : 0);
 		if (cases[i].refused)
 			assert_non_null(strstr(p.lines[0], "0001_a.sql line "));
@@ -767,14 +761,14 @@ static char state_letter(enum migrate_state s)
 }
 
 static const struct plan_case plans[] = {
-	{ 3, { 0 }, 0, "PPP", 0, 0, 0 },                    /* fresh database */
-	{ 3, { 1, 2, 3 }, 3, "AAA", 0, 0, 0 },              /* up to date */
-	{ 3, { 1 }, 1, "APP", 0, 0, 0 },                    /* two pending */
-	{ 3, { 1, 2 }, 2, "ACP", 1, 2, 0 },                 /* 0002 edited after applying */
-	{ 3, { 1, 2 }, 2, "ARP", 1, 0, 2 },                 /* 0002 renamed */
-	{ 2, { 1, 2, 3 }, 3, "AAM", 0, 0, 0 },              /* older release, newer database */
-	{ 3, { 1, 3 }, 2, "AOA", 1, 0, 0 },                 /* 0002 came after 0003 */
-	{ 0, { 1, 2 }, 2, "MM", 0, 0, 0 },                  /* empty directory */
+	{ 3, { 0 }, 0, "PPP", 0, 0, 0 },       /* fresh database */
+	{ 3, { 1, 2, 3 }, 3, "AAA", 0, 0, 0 }, /* up to date */
+	{ 3, { 1 }, 1, "APP", 0, 0, 0 },       /* two pending */
+	{ 3, { 1, 2 }, 2, "ACP", 1, 2, 0 },    /* 0002 edited after applying */
+	{ 3, { 1, 2 }, 2, "ARP", 1, 0, 2 },    /* 0002 renamed */
+	{ 2, { 1, 2, 3 }, 3, "AAM", 0, 0, 0 }, /* older release, newer database */
+	{ 3, { 1, 3 }, 2, "AOA", 1, 0, 0 },    /* 0002 came after 0003 */
+	{ 0, { 1, 2 }, 2, "MM", 0, 0, 0 },     /* empty directory */
 	{ 0, { 0 }, 0, "", 0, 0, 0 },
 };
 
@@ -806,7 +800,8 @@ static void plan_table(void **state)
 		assert_int_equal(migrate_plan_refusals(&plan, &p), c->refusals);
 		assert_int_equal(p.n, c->refusals);
 		if (c->changed_version)
-			assert_non_null(strstr(p.lines[0], "0002_m2.sql: changed after it was applied"));
+			assert_non_null(
+			    strstr(p.lines[0], "0002_m2.sql: changed after it was applied"));
 		if (c->renamed_version)
 			assert_non_null(strstr(p.lines[0], "was applied as 0002_old_name.sql"));
 		problems_free(&p);
@@ -836,9 +831,12 @@ static void status_table_shows_every_state(void **state)
 	assert_non_null(strstr(buf, "version  name           applied_at            checksum\n"));
 	assert_non_null(strstr(buf, "0001     0001_m1.sql    2026-01-02 03:04:05Z  ok\n"));
 	assert_non_null(strstr(buf, "0002     0002_m2.sql    2026-01-02 03:04:05Z  changed\n"));
-	assert_non_null(strstr(buf, "0003     0003_m3.sql    pending               out of order\n"));
-	assert_non_null(strstr(buf, "0005     0099_gone.sql  2026-01-02 03:04:05Z  file missing\n"));
-	assert_non_null(strstr(buf, "3 applied, 1 pending, 1 changed, 1 file missing, 1 out of order"));
+	assert_non_null(
+	    strstr(buf, "0003     0003_m3.sql    pending               out of order\n"));
+	assert_non_null(
+	    strstr(buf, "0005     0099_gone.sql  2026-01-02 03:04:05Z  file missing\n"));
+	assert_non_null(
+	    strstr(buf, "3 applied, 1 pending, 1 changed, 1 file missing, 1 out of order"));
 	migrate_plan_free(&plan);
 	migrate_applied_free(&al);
 	migrate_files_free(&fs);
@@ -860,7 +858,8 @@ static void run_applies_each_file_in_its_locked_transaction(void **state)
 	struct config cfg;
 	const char *const want[] = {
 		"SELECT to_regclass",
-		"BEGIN; SELECT pg_advisory_xact_lock(7954886836774725481); CREATE TABLE IF NOT EXISTS",
+		"BEGIN; SELECT pg_advisory_xact_lock(7954886836774725481); CREATE TABLE IF NOT "
+		"EXISTS",
 		"BEGIN; SELECT pg_advisory_xact_lock(7954886836774725481)",
 		"SELECT name, checksum FROM neonfcgi_schema_migrations WHERE version = $1",
 		"CREATE TABLE a (x int);",
