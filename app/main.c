@@ -38,7 +38,8 @@ static void print_usage(FILE *out)
 	      "       neonfcgi migrate [--dry-run]   apply pending migrations (MIGRATIONS_DIR)\n"
 	      "       neonfcgi migrate status     list applied and pending migrations\n"
 	      "       neonfcgi --version | --help\n"
-	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 78 configuration error.\n"
+	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 69 database unavailable\n"
+	      "(MIGRATE_ON_START past DB_START_TIMEOUT_MS), 78 configuration error.\n"
 	      "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
 	      "default ./.env); the environment wins. Variables:\n\n",
 	      out);
@@ -76,20 +77,6 @@ static void banner(const struct config *cfg, const struct listener *l)
 			  "use sslmode=verify-full");
 }
 
-/* `migrate`, `migrate --dry-run`, `migrate status`; -1 on anything else. */
-static int parse_migrate_args(int argc, char **argv, enum migrate_mode *mode)
-{
-	if (argc == 2)
-		*mode = MIGRATE_RUN;
-	else if (argc == 3 && !strcmp(argv[2], "--dry-run"))
-		*mode = MIGRATE_DRY_RUN;
-	else if (argc == 3 && !strcmp(argv[2], "status"))
-		*mode = MIGRATE_STATUS;
-	else
-		return -1;
-	return 0;
-}
-
 /* Migrations run before the socket is opened: a web server's connections
  * then fail fast instead of queueing on a backlog nobody accepts from while
  * we wait up to DB_START_TIMEOUT_MS, and a refused migration leaves no
@@ -124,54 +111,98 @@ static int serve(struct config *cfg, const struct config_source *src)
 	return master_run(cfg, src, &l);
 }
 
-int main(int argc, char **argv)
-{
-	const char *cmd = argc > 1 ? argv[1] : "serve";
-	struct config_source src = { .environ = environ,
-				     .spawned = listen_fd0_is_listener(),
-				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
+enum command { CMD_SERVE, CMD_CHECK_CONFIG, CMD_PING, CMD_MIGRATE, CMD_HELP, CMD_VERSION };
 
-	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-		print_usage(stdout);
-		return EX_OK;
-	}
-	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
-		print_version(stdout);
-		return EX_OK;
-	}
-	bool migrate = !strcmp(cmd, "migrate");
-	enum migrate_mode mode = MIGRATE_RUN;
-	bool ping = !strcmp(cmd, "ping");
-	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check-config") != 0 && !migrate && !ping) {
-		fprintf(stderr, "neonfcgi: unknown command \"%s\"\n", cmd);
+struct command_line {
+	enum command cmd;
+	enum migrate_mode migrate_mode;
+};
+
+static const struct {
+	const char *name;
+	enum command cmd;
+} commands[] = {
+	{ "serve", CMD_SERVE }, { "check-config", CMD_CHECK_CONFIG },
+	{ "ping", CMD_PING },   { "migrate", CMD_MIGRATE },
+	{ "--help", CMD_HELP }, { "-h", CMD_HELP },
+	{ "help", CMD_HELP },   { "--version", CMD_VERSION },
+	{ "-V", CMD_VERSION },
+};
+
+/* `migrate`, `migrate --dry-run`, `migrate status`. */
+static int parse_migrate_args(int argc, char **argv, enum migrate_mode *mode)
+{
+	if (argc == 2)
+		*mode = MIGRATE_RUN;
+	else if (argc == 3 && !strcmp(argv[2], "--dry-run"))
+		*mode = MIGRATE_DRY_RUN;
+	else if (argc == 3 && !strcmp(argv[2], "status"))
+		*mode = MIGRATE_STATUS;
+	else
+		return -1;
+	return 0;
+}
+
+/* 0, or EX_USAGE after saying what is wrong. */
+static int parse_args(int argc, char **argv, struct command_line *cl)
+{
+	const char *name = argc > 1 ? argv[1] : "serve";
+	size_t i = 0;
+
+	while (i < sizeof(commands) / sizeof(commands[0]) && strcmp(commands[i].name, name) != 0)
+		i++;
+	if (i == sizeof(commands) / sizeof(commands[0])) {
+		fprintf(stderr, "neonfcgi: unknown command \"%s\"\n", name);
 		print_usage(stderr);
 		return EX_USAGE;
 	}
-	if (migrate && parse_migrate_args(argc, argv, &mode) < 0) {
+	cl->cmd = commands[i].cmd;
+	if (cl->cmd == CMD_MIGRATE && parse_migrate_args(argc, argv, &cl->migrate_mode) < 0) {
 		fprintf(stderr, "neonfcgi: usage: neonfcgi migrate [--dry-run] | migrate status\n");
 		return EX_USAGE;
 	}
-	if (!migrate && argc > 2) {
-		fprintf(stderr, "neonfcgi: %s takes no arguments\n", cmd);
+	if (cl->cmd != CMD_MIGRATE && argc > 2) {
+		fprintf(stderr, "neonfcgi: %s takes no arguments\n", name);
 		return EX_USAGE;
+	}
+	return 0;
+}
+
+/* Commands other than serve; the caller still owns cfg. */
+static int run_tool(const struct command_line *cl, const struct config *cfg)
+{
+	switch (cl->cmd) {
+	case CMD_CHECK_CONFIG: config_print(cfg, stdout); return EX_OK;
+	case CMD_PING: log_init(cfg->log_level, cfg->log_format); return ping_run(cfg, stdout);
+	case CMD_MIGRATE:
+		log_init(cfg->log_level, cfg->log_format);
+		return migrate_command(cfg, cl->migrate_mode);
+	default: return EX_USAGE;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct config_source src = { .environ = environ,
+				     .spawned = listen_fd0_is_listener(),
+				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
+	struct command_line cl = { 0 };
+
+	if (parse_args(argc, argv, &cl) != 0)
+		return EX_USAGE;
+	if (cl.cmd == CMD_HELP || cl.cmd == CMD_VERSION) {
+		cl.cmd == CMD_HELP ? print_usage(stdout) : print_version(stdout);
+		return EX_OK;
 	}
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	if (!cfg)
 		abort();
 	int rc = load_config(cfg, &src);
-	if (rc != EX_OK || !strcmp(cmd, "check-config")) {
-		if (rc == EX_OK)
-			config_print(cfg, stdout);
-		config_free(cfg);
-		free(cfg);
-		return rc;
-	}
-	if (migrate || ping) {
-		log_init(cfg->log_level, cfg->log_format);
-		rc = ping ? ping_run(cfg, stdout) : migrate_command(cfg, mode);
-		config_free(cfg);
-		free(cfg);
-		return rc;
-	}
-	return serve(cfg, &src);
+	if (rc == EX_OK && cl.cmd == CMD_SERVE)
+		return serve(cfg, &src); /* the master owns cfg from here */
+	if (rc == EX_OK)
+		rc = run_tool(&cl, cfg);
+	config_free(cfg);
+	free(cfg);
+	return rc;
 }
