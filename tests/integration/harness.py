@@ -820,8 +820,10 @@ class Nginx:
 master_process on;
 worker_processes 1;
 pid {d}/nginx.pid;
+worker_rlimit_nofile 8192;
 error_log {self.error_log} info;
-events {{ worker_connections 256; }}
+# Each client connection also holds a FastCGI connection: room for wrk -c1024.
+events {{ worker_connections 4096; }}
 http {{
     access_log {self.access_log};
     client_body_temp_path {d}/client_body;

@@ -431,48 +431,6 @@ def test_health_db_max_connections_rejected_then_recovers(neonfcgi, dev_db):
 # 6. Bounded under load, no churn
 
 
-class WideNginx(harness.Nginx):
-    """harness.Nginx (same site template) with more worker_connections: each
-    wrk connection also holds a FastCGI connection, so the harness's 256
-    would run out at 128 clients."""
-
-    def __init__(self, workdir, upstream, worker_connections=1024):
-        self.dir = Path(workdir)
-        self.port = harness.free_port()
-        self.upstream = upstream
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.error_log = self.dir / "logs" / "error.log"
-        self.access_log = self.dir / "logs" / "access.log"
-        site = NGINX_CONF.read_text().replace(NGINX_SOCKET_PLACEHOLDER, upstream)
-        site = site.replace(NGINX_LISTEN_PLACEHOLDER, f"127.0.0.1:{self.port}")
-        (self.dir / "site.conf").write_text(site)
-        d = self.dir
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        (d / "nginx.conf").write_text(f"""{user}daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile {worker_connections * 2};
-pid {d}/nginx.pid;
-error_log {self.error_log} warn;
-events {{ worker_connections {worker_connections}; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/client_body;
-    fastcgi_temp_path {d}/fastcgi;
-    proxy_temp_path {d}/proxy;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    include {d}/site.conf;
-}}
-""")
-        self._err = open(d / "stderr.log", "wb")
-        self.proc = subprocess.Popen(
-            ["nginx", "-p", str(d), "-e", str(self.error_log), "-c", str(d / "nginx.conf")],
-            stdin=subprocess.DEVNULL, stdout=self._err, stderr=self._err,
-            start_new_session=True, env={"PATH": CLEAN_PATH})
-        self._done = False
-
-
 def parse_wrk(out):
     """{'requests', 'non2xx', 'socket_errors', 'rps'} from `wrk --latency`."""
     m = re.search(r"^\s*(\d+) requests in ", out, re.M)
@@ -517,14 +475,13 @@ def samples(path):
     return out
 
 
-def test_health_db_bounded_under_wrk_no_churn(neonfcgi, dev_db, tmp_path):
+def test_health_db_bounded_under_wrk_no_churn(neonfcgi, nginx, dev_db, tmp_path):
     workers, size, overflow = 2, 2, 1
     bound = workers * (size + overflow)
     sample_file = tmp_path / "backends.txt"
     with db_settings(dev_db, "log_connections=on") as log_path, \
             serve(neonfcgi, WORKERS=workers, DB_POOL_SIZE=size, DB_MAX_OVERFLOW=overflow) as srv, \
-            WideNginx(tmp_path / "nginx-wide", srv.socket) as web:
-        web.wait_ready()
+            nginx.start(srv.socket) as web:
         start = log_path.stat().st_size  # the pools start empty
         assert_pass(web.get("/health/db"))
         with backend_sampler(dev_db, sample_file):
