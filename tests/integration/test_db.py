@@ -22,9 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import harness
-from harness import (CLEAN_PATH, DEV_DB_SH, NGINX_CONF, NGINX_LISTEN_PLACEHOLDER,
-                     NGINX_SOCKET_PLACEHOLDER, RECORD, children_of, fail, kill_quietly,
+from harness import (CLEAN_PATH, DEV_DB_SH, RECORD, children_of, fail, kill_quietly,
                      proc_stat, tail, wait_until)
 from netns import NetnsPostgres, netns_list
 import pgbouncer  # noqa: F401  (registers the `pgbouncer` fixture)
