@@ -59,6 +59,7 @@ test_retry_SRCS := app/retry.c
 test_migrate_SRCS := app/migrate.c app/retry.c
 test_pgconn_SRCS := app/pgconn.c
 test_pool_SRCS := app/pool.c app/retry.c app/pgconn.c app/scoreboard.c app/router.c
+test_health_SRCS := app/health.c app/pgconn.c app/log.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 

@@ -46,15 +46,18 @@ void health_stamp(struct health_db_check *chk)
 	snprintf(chk->time + n, sizeof(chk->time) - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
 }
 
+/* The instance's pool: callers queue for a connection, or some worker's
+ * breaker is open (it cannot connect). */
+static const char *pool_status(const struct health_pool_view *pool)
+{
+	return pool->waiting > 0 || pool->breakers_open > 0 ? "warn" : "pass";
+}
+
 static const char *overall_status(const struct health_db_check *chk,
 				  const struct health_pool_view *pool)
 {
-	if (!chk->ok)
-		return "fail";
-	/* Our own check passed, but callers queue or a worker cannot connect. */
-	if (pool->waiting > 0 || pool->breakers_open > 0)
-		return "warn";
-	return "pass";
+	/* A warn only when our own check passed: a failure says fail. */
+	return chk->ok ? pool_status(pool) : "fail";
 }
 
 static json_t *response_time_check(const struct health_db_check *chk)
@@ -89,8 +92,10 @@ char *health_db_body(const struct health_db_check *chk, const struct health_pool
 	*retry_after = 0;
 	if (!chk->ok) {
 		json_object_set_new(obj, "output", json_string(db_category_name(chk->category)));
-		*retry_after = chk->category == DB_CIRCUIT_OPEN ? RETRY_AFTER_BREAKER_S
-								: RETRY_AFTER_S;
+		/* Behind an open breaker category holds the cause that opened it. */
+		*retry_after = chk->circuit_open || chk->category == DB_CIRCUIT_OPEN
+				       ? RETRY_AFTER_BREAKER_S
+				       : RETRY_AFTER_S;
 	}
 	if (details == HEALTH_DETAILS_MINIMAL)
 		return dump(obj, len);
@@ -99,6 +104,6 @@ char *health_db_body(const struct health_db_check *chk, const struct health_pool
 	json_object_set_new(obj, "checks",
 			    json_pack("{s:o, s:o}", "postgres:responseTime",
 				      response_time_check(chk), "postgres:connections",
-				      connections_check(pool, pool->waiting > 0 ? "warn" : "pass")));
+				      connections_check(pool, pool_status(pool))));
 	return dump(obj, len);
 }

@@ -1,5 +1,10 @@
 /* log: one line per event on stderr, written with a single write(2) so lines
- * from the master and its workers never interleave mid-line. */
+ * from the master and its workers never interleave mid-line.
+ *
+ * In json mode the trailing key=value fields of a message become keys next to
+ * ts, level, pid and msg (a field named like one of those becomes
+ * field_<name>); unquoted values in number syntax become JSON numbers, quoted
+ * ones stay strings (so quote a version: "15.10" is not the number 15.1). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,56 +57,116 @@ static bool is_field_start(const char *p)
 	return *p == '=';
 }
 
-/* Split "free text key=value key=\"quoted value\"" into msg and fields. */
-static const char *find_fields(const char *text)
-{
-	const char *p = text;
-
-	while (*p) {
-		if ((p == text || p[-1] == ' ') && is_field_start(p))
-			return p;
-		p++;
-	}
-	return p;
-}
-
 /* Parse one value at p (quoted with \" escapes, or up to a space) into out. */
-static const char *parse_value(const char *p, char *out, size_t outlen)
+static const char *parse_value(const char *p, char *out, size_t outlen, bool *quoted)
 {
 	size_t n = 0;
-	bool quoted = (*p == '"');
 
-	if (quoted)
+	*quoted = (*p == '"');
+	if (*quoted)
 		p++;
-	while (*p && (quoted ? *p != '"' : *p != ' ')) {
-		if (quoted && *p == '\\' && p[1])
+	while (*p && (*quoted ? *p != '"' : *p != ' ')) {
+		if (*quoted && *p == '\\' && p[1])
 			p++;
 		if (n + 1 < outlen)
 			out[n++] = *p;
 		p++;
 	}
 	out[n] = '\0';
-	if (quoted && *p == '"')
+	if (*quoted && *p == '"')
 		p++;
 	return p;
 }
 
-/* A field value that is a plain number is logged as a JSON number. */
+/* Skip one token (a field, quoted value included, or a plain word). */
+static const char *skip_token(const char *p)
+{
+	if (is_field_start(p)) {
+		p = strchr(p, '=') + 1;
+		if (*p == '"') {
+			for (p++; *p && *p != '"'; p++)
+				if (*p == '\\' && p[1])
+					p++;
+			return *p ? p + 1 : p;
+		}
+	}
+	while (*p && *p != ' ')
+		p++;
+	return p;
+}
+
+/* The fields are the trailing run of key=value tokens: "free text key=v
+ * key=\"quoted value\"". A key=value inside the free text (followed by plain
+ * words) stays part of the message. Returns where the fields start. */
+static const char *find_fields(const char *text)
+{
+	const char *p = text, *start = NULL;
+
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			break;
+		if (!is_field_start(p))
+			start = NULL;
+		else if (!start)
+			start = p;
+		p = skip_token(p);
+	}
+	return start ? start : p;
+}
+
+/* -?(0|[1-9][0-9]*) with an optional .[0-9]+ fraction; *real says which. */
+static bool is_json_number(const char *v, bool *real)
+{
+	const char *p = v + (*v == '-');
+
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		p += strspn(p, "0123456789");
+	else
+		return false;
+	*real = (*p == '.');
+	if (*real) {
+		size_t digits = strspn(p + 1, "0123456789");
+		if (!digits)
+			return false;
+		p += 1 + digits;
+	}
+	return *p == '\0';
+}
+
+/* A JSON string of s; bytes that are not valid UTF-8 (jansson refuses them)
+ * become '?', so that the line keeps every key. */
+static json_t *json_text(const char *s, size_t n)
+{
+	json_t *j = json_stringn(s, n);
+
+	if (j)
+		return j;
+	char *copy = strndup(s, n);
+	if (!copy)
+		abort();
+	for (char *c = copy; *c; c++)
+		if ((unsigned char)*c >= 0x80)
+			*c = '?';
+	j = json_stringn(copy, strlen(copy));
+	free(copy);
+	return j;
+}
+
+/* An unquoted value in number syntax is logged as a JSON number; a quoted
+ * one, or one with leading zeros (a file mode, "0003"), stays a string. */
 static json_t *json_value(const char *v)
 {
-	char *end;
+	bool real;
 
-	if (*v && strspn(v, "-0123456789") == strlen(v) && strlen(v) < 19) {
-		long long n = strtoll(v, &end, 10);
-		if (*end == '\0')
-			return json_integer(n);
-	}
-	if (*v && strspn(v, "-0123456789.") == strlen(v)) {
-		double d = strtod(v, &end);
-		if (*end == '\0')
-			return json_real(d);
-	}
-	return json_string(v);
+	if (!is_json_number(v, &real))
+		return json_text(v, strlen(v));
+	if (!real && strlen(v) < 19)
+		return json_integer(strtoll(v, NULL, 10));
+	return json_real(strtod(v, NULL));
 }
 
 static bool is_reserved_key(const char *key)
@@ -112,25 +177,27 @@ static bool is_reserved_key(const char *key)
 
 static void add_fields_json(json_t *obj, const char *p)
 {
-	char key[64], value[LOG_LINE_MAX];
+	char name[64], key[72], value[LOG_LINE_MAX];
+	bool quoted;
 
-	while (*p) {
+	for (;;) {
 		while (*p == ' ')
 			p++;
-		const char *eq = strchr(p, '=');
-		if (!*p || !eq || (size_t)(eq - p) >= sizeof(key))
+		if (!is_field_start(p))
 			break;
-		memcpy(key, p, (size_t)(eq - p));
-		key[eq - p] = '\0';
-		p = parse_value(eq + 1, value, sizeof(value));
-		/* The line's own keys are never overwritten by a field. */
-		if (!is_reserved_key(key))
-			json_object_set_new(obj, key, json_value(value));
+		const char *eq = strchr(p, '=');
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - p), p);
+		/* A field never replaces the line's own keys: pid=… becomes field_pid. */
+		snprintf(key, sizeof(key), "%s%s", is_reserved_key(name) ? "field_" : "", name);
+		p = parse_value(eq + 1, value, sizeof(value), &quoted);
+		json_object_set_new(obj, key,
+				    quoted ? json_text(value, strlen(value)) : json_value(value));
 	}
 }
 
-static int render_json(char *out, size_t outlen, const char *ts, enum log_level level,
-		       const char *text, int errnum)
+/* The whole line, newline included, malloc'd: never cut, so always valid JSON. */
+static char *render_json(const char *ts, enum log_level level, const char *text, int errnum,
+			 size_t *len)
 {
 	const char *fields = find_fields(text);
 	size_t msglen = (size_t)(fields - text);
@@ -141,15 +208,22 @@ static int render_json(char *out, size_t outlen, const char *ts, enum log_level 
 	json_object_set_new(obj, "ts", json_string(ts));
 	json_object_set_new(obj, "level", json_string(level_names[level]));
 	json_object_set_new(obj, "pid", json_integer(getpid()));
-	json_object_set_new(obj, "msg", json_stringn(text, msglen));
+	json_object_set_new(obj, "msg", json_text(text, msglen));
 	add_fields_json(obj, fields);
 	if (errnum)
 		json_object_set_new(obj, "error", json_string(strerror(errnum)));
-	char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	/* 15 digits: ms=2.14 is logged as 2.14, not 2.1400000000000001. */
+	char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 	json_decref(obj);
-	int n = snprintf(out, outlen, "%s\n", s ? s : "{}");
-	free(s);
-	return n;
+	if (!s)
+		return NULL;
+	*len = strlen(s);
+	char *line = realloc(s, *len + 2);
+	if (!line)
+		abort();
+	line[(*len)++] = '\n';
+	line[*len] = '\0';
+	return line;
 }
 
 static int render_text(char *out, size_t outlen, const char *ts, enum log_level level,
@@ -160,6 +234,22 @@ static int render_text(char *out, size_t outlen, const char *ts, enum log_level 
 				level_names[level], text, strerror(errnum), (int)getpid());
 	return snprintf(out, outlen, "%s %s %s pid=%d\n", ts, level_names[level], text,
 			(int)getpid());
+}
+
+/* Text mode: a control character (a newline in a server message) must not
+ * start what looks like a new log line. */
+static void flatten(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = ' ';
+}
+
+static void write_line(const char *line, size_t n)
+{
+	/* A failed write to stderr has nowhere better to be reported. */
+	if (write(STDERR_FILENO, line, n) < 0) {
+	}
 }
 
 void log_write(enum log_level level, int errnum, const char *fmt, ...)
@@ -174,18 +264,18 @@ void log_write(enum log_level level, int errnum, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	format_ts(ts, sizeof(ts));
-	int n = format == LOG_FORMAT_JSON
-		    ? render_json(line, sizeof(line), ts, level, text, errnum)
-		    : render_text(line, sizeof(line), ts, level, text, errnum);
-	if (n < 0)
-		goto out;
-	if ((size_t)n >= sizeof(line)) {
-		n = sizeof(line) - 1;
-		line[n - 1] = '\n';
+	if (format == LOG_FORMAT_JSON) {
+		size_t len;
+		char *s = render_json(ts, level, text, errnum, &len);
+		if (s)
+			write_line(s, len);
+		free(s);
+	} else {
+		flatten(text);
+		/* text is under LOG_LINE_MAX, the rest of the line under 256. */
+		int n = render_text(line, sizeof(line), ts, level, text, errnum);
+		if (n > 0)
+			write_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 	}
-	/* A failed write to stderr has nowhere better to be reported. */
-	if (write(STDERR_FILENO, line, (size_t)n) < 0) {
-	}
-out:
 	errno = saved_errno;
 }

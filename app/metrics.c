@@ -11,6 +11,9 @@
 #include "metrics.h"
 #include "scoreboard.h"
 
+/* The body is about 11 KB whatever WORKERS is: one allocation covers it. */
+#define METRICS_BODY_CAP 16384
+
 struct buf {
 	char *p;
 	size_t len, cap;
@@ -49,17 +52,36 @@ static const char *const close_labels[SB_CLOSE_REASONS] = { "idle", "lifetime", 
 							    "broken" };
 static const char *const exit_labels[SB_EXIT_CAUSES] = { "normal", "error", "signal" };
 
-static uint64_t sum_slots_requests(const struct scoreboard *sb, int r, int cls)
+/* Requests and their durations, summed over the slots once per scrape, so
+ * that a histogram's _count is the sum of its route's requests_total. */
+struct request_totals {
+	uint64_t requests[ROUTE_COUNT][SB_STATUS_CLASSES];
+	uint64_t buckets[ROUTE_COUNT][SB_DURATION_BUCKETS];
+	uint64_t us[ROUTE_COUNT];
+};
+
+static void sum_requests(const struct scoreboard *sb, struct request_totals *t)
 {
-	uint64_t n = 0;
 	int used = scoreboard_slots_used(sb);
 
+	memset(t, 0, sizeof(*t));
+	/* Buckets first (acquire; scoreboard_request adds to them last), so no
+	 * finite bucket can exceed the request count read after it. */
 	for (int i = 0; i < used; i++)
-		n += sb_get(&sb->slots[i].requests[r][cls]);
-	return n;
+		for (int r = 0; r < ROUTE_COUNT; r++) {
+			const struct sb_slot *s = &sb->slots[i];
+			for (int k = 0; k < SB_DURATION_BUCKETS; k++)
+				t->buckets[r][k] += atomic_load_explicit(
+				    &s->duration_buckets[r][k], memory_order_acquire);
+			t->us[r] += sb_get(&s->duration_us[r]);
+		}
+	for (int i = 0; i < used; i++)
+		for (int r = 0; r < ROUTE_COUNT; r++)
+			for (int c = 0; c < SB_STATUS_CLASSES; c++)
+				t->requests[r][c] += sb_get(&sb->slots[i].requests[r][c]);
 }
 
-static void render_requests(struct buf *b, const struct scoreboard *sb)
+static void render_requests(struct buf *b, const struct request_totals *t)
 {
 	family(b, "requests_total", "counter",
 	       "FastCGI requests answered, by route and status class.");
@@ -67,7 +89,7 @@ static void render_requests(struct buf *b, const struct scoreboard *sb)
 		for (int c = 0; c < SB_STATUS_CLASSES; c++)
 			buf_printf(b, "neonfcgi_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
 				   router_name((enum route)r), status_labels[c],
-				   (unsigned long long)sum_slots_requests(sb, r, c));
+				   (unsigned long long)t->requests[r][c]);
 }
 
 static void render_histogram(struct buf *b, const char *name, const char *labels,
@@ -87,23 +109,17 @@ static void render_histogram(struct buf *b, const char *name, const char *labels
 	buf_printf(b, "neonfcgi_%s_count{%s} %llu\n", name, labels, (unsigned long long)count);
 }
 
-static void render_durations(struct buf *b, const struct scoreboard *sb)
+static void render_durations(struct buf *b, const struct request_totals *t)
 {
 	family(b, "request_duration_seconds", "histogram", "Time to answer a request, by route.");
 	for (int r = 0; r < ROUTE_COUNT; r++) {
-		uint64_t buckets[SB_DURATION_BUCKETS] = { 0 }, us = 0, count = 0;
+		uint64_t count = 0;
 		char labels[64];
-		for (int i = 0; i < scoreboard_slots_used(sb); i++) {
-			const struct sb_slot *s = &sb->slots[i];
-			for (int k = 0; k < SB_DURATION_BUCKETS; k++)
-				buckets[k] += sb_get(&s->duration_buckets[r][k]);
-			us += sb_get(&s->duration_us[r]);
-		}
 		for (int c = 0; c < SB_STATUS_CLASSES; c++)
-			count += sum_slots_requests(sb, r, c);
+			count += t->requests[r][c];
 		snprintf(labels, sizeof(labels), "route=\"%s\"", router_name((enum route)r));
-		render_histogram(b, "request_duration_seconds", labels, buckets, count,
-				 (double)us / 1e6);
+		render_histogram(b, "request_duration_seconds", labels, t->buckets[r], count,
+				 (double)t->us[r] / 1e6);
 	}
 }
 
@@ -208,15 +224,17 @@ static void render_build_info(struct buf *b)
 
 char *metrics_render(const struct scoreboard *sb, const struct config *cfg, size_t *len)
 {
-	struct buf b = { .cap = 16384 };
+	struct buf b = { .cap = METRICS_BODY_CAP };
+	struct request_totals totals;
 	struct sb_pool pool;
 
 	b.p = malloc(b.cap);
 	if (!b.p)
 		abort();
 	render_build_info(&b);
-	render_requests(&b, sb);
-	render_durations(&b, sb);
+	sum_requests(sb, &totals);
+	render_requests(&b, &totals);
+	render_durations(&b, &totals);
 	scoreboard_sum_pool(sb, &pool);
 	render_pool_gauges(&b, &pool, cfg);
 	render_pool_counters(&b, &pool);

@@ -50,7 +50,9 @@ void scoreboard_worker_started(struct scoreboard *sb, int idx, int pid, bool res
 {
 	struct sb_slot *s = &sb->slots[idx];
 
-	reset_pool_gauges(&s->pool);
+	/* The pool gauges were reset when the slot's last worker exited (or are
+	 * still zero): resetting them here, after fork(), could wipe what the
+	 * new worker already published. */
 	atomic_store(&s->pid, pid);
 	if (sb_gauge_get(&sb->master.slots_used) < idx + 1)
 		atomic_store(&sb->master.slots_used, idx + 1);
@@ -100,9 +102,11 @@ void scoreboard_request(struct sb_slot *slot, enum route r, int status, int64_t 
 		cls = SB_STATUS_CLASSES - 1;
 	sb_add(&slot->requests[r][cls], 1);
 	sb_add(&slot->duration_us[r], (uint64_t)us);
-	/* Buckets are stored non-cumulative; the renderer accumulates them. */
+	/* Buckets are stored non-cumulative; the renderer accumulates them.
+	 * Release: a reader that sees this bucket also sees the request above,
+	 * so a histogram's +Inf bucket never falls below its finite ones. */
 	if (b < SB_DURATION_BUCKETS)
-		sb_add(&slot->duration_buckets[r][b], 1);
+		atomic_fetch_add_explicit(&slot->duration_buckets[r][b], 1, memory_order_release);
 }
 
 static void add_counters(sb_counter *dst, const sb_counter *src, size_t n)
@@ -112,11 +116,36 @@ static void add_counters(sb_counter *dst, const sb_counter *src, size_t n)
 				      memory_order_relaxed);
 }
 
-static void add_gauges(sb_gauge *dst, const sb_gauge *src, size_t n)
+/* The pool publishes its gauges one store at a time, so a reader between two
+ * stores could count a connection moving from in_use to idle twice (and
+ * report more connections than the bound). Read until two passes agree. */
+#define SNAPSHOT_TRIES 64
+
+static void read_gauges(const sb_gauge *src, int64_t *out)
 {
-	for (size_t i = 0; i < n; i++)
-		atomic_store_explicit(&dst[i], sb_gauge_get(&dst[i]) + sb_gauge_get(&src[i]),
-				      memory_order_relaxed);
+	int64_t again[SB_POOL_GAUGES];
+
+	for (int i = 0; i < SB_POOL_GAUGES; i++)
+		out[i] = atomic_load_explicit(&src[i], memory_order_acquire);
+	for (int t = 0; t < SNAPSHOT_TRIES; t++) {
+		bool same = true;
+		for (int i = 0; i < SB_POOL_GAUGES; i++) {
+			again[i] = atomic_load_explicit(&src[i], memory_order_acquire);
+			same = same && again[i] == out[i];
+		}
+		if (same)
+			return;
+		memcpy(out, again, sizeof(again));
+	}
+}
+
+static void add_gauges(sb_gauge *dst, const sb_gauge *src)
+{
+	int64_t v[SB_POOL_GAUGES];
+
+	read_gauges(src, v);
+	for (int i = 0; i < SB_POOL_GAUGES; i++)
+		atomic_store_explicit(&dst[i], sb_gauge_get(&dst[i]) + v[i], memory_order_relaxed);
 }
 
 void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out)
@@ -126,7 +155,7 @@ void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out)
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < n; i++) {
 		const struct sb_pool *p = &sb->slots[i].pool;
-		add_gauges(&out->idle, &p->idle, SB_POOL_GAUGES);
+		add_gauges(&out->idle, &p->idle);
 		add_counters(&out->acquires, &p->acquires,
 			     (sizeof(*p) - offsetof(struct sb_pool, acquires)) /
 				 sizeof(sb_counter));

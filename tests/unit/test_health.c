@@ -1,0 +1,215 @@
+/* Unit tests of the /health and /health/db bodies: pass, warn (callers
+ * waiting, a breaker open elsewhere), fail with a category and Retry-After,
+ * the cause behind an open breaker, and HEALTH_DETAILS=minimal. Table-driven:
+ * each case is a check result, a pool picture and what the body must say. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "health.h"
+#include "pgconn.h"
+
+struct db_case {
+	const char *name;
+	bool ok;
+	enum db_category category;
+	bool circuit_open;
+	struct health_pool_view pool;
+	enum health_details details;
+	/* expected */
+	const char *status;
+	int http_status;
+	const char *output; /* NULL: no "output" key anywhere */
+	const char *pool_status;
+	int min_retry_after; /* 0: no Retry-After */
+};
+
+static const struct db_case cases[] = {
+	{ "pass", true, DB_OK, false, { .idle = 2, .in_use = 1, .max = 16 }, HEALTH_DETAILS_FULL,
+	  "pass", 200, NULL, "pass", 0 },
+	{ "warn_waiting", true, DB_OK, false, { .idle = 0, .in_use = 16, .waiting = 3, .max = 16 },
+	  HEALTH_DETAILS_FULL, "warn", 200, NULL, "warn", 0 },
+	{ "warn_breaker_open_elsewhere", true, DB_OK, false,
+	  { .idle = 1, .breakers_open = 1, .max = 8 }, HEALTH_DETAILS_FULL, "warn", 200, NULL,
+	  "warn", 0 },
+	{ "fail_timeout", false, DB_TIMEOUT, false, { .max = 8 }, HEALTH_DETAILS_FULL, "fail", 503,
+	  "timeout", "pass", 1 },
+	/* A failure is a fail, never a warn, whatever the pool looks like. */
+	{ "fail_beats_warn", false, DB_POOL_TIMEOUT, false, { .in_use = 8, .waiting = 5, .max = 8 },
+	  HEALTH_DETAILS_FULL, "fail", 503, "pool_timeout", "warn", 1 },
+	/* Behind an open breaker the output is the cause that opened it, and the
+	 * client is told to come back when the breaker half-opens (~2 s). */
+	{ "circuit_open_reports_cause", false, DB_UNREACHABLE, true,
+	  { .breakers_open = 1, .max = 8 }, HEALTH_DETAILS_FULL, "fail", 503, "unreachable", "warn",
+	  2 },
+	{ "circuit_open_cause_unknown", false, DB_CIRCUIT_OPEN, true,
+	  { .breakers_open = 1, .max = 8 }, HEALTH_DETAILS_FULL, "fail", 503, "circuit_open", "warn",
+	  2 },
+	{ "minimal_pass", true, DB_OK, false, { .idle = 2, .max = 16 }, HEALTH_DETAILS_MINIMAL,
+	  "pass", 200, NULL, NULL, 0 },
+	{ "minimal_warn", true, DB_OK, false, { .waiting = 1, .max = 16 }, HEALTH_DETAILS_MINIMAL,
+	  "warn", 200, NULL, NULL, 0 },
+	{ "minimal_fail", false, DB_AUTH, false, { .max = 16 }, HEALTH_DETAILS_MINIMAL, "fail", 503,
+	  "auth", NULL, 1 },
+};
+
+static json_t *body_of(const struct db_case *c, int *http_status, int *retry_after)
+{
+	struct health_db_check chk = { .ok = c->ok,
+				       .category = c->category,
+				       .circuit_open = c->circuit_open,
+				       .response_ms = 1.25 };
+	size_t len;
+	json_error_t err;
+
+	health_stamp(&chk);
+	char *body = health_db_body(&chk, &c->pool, c->details, http_status, retry_after, &len);
+	assert_non_null(body);
+	assert_int_equal(strlen(body), len);
+	json_t *obj = json_loads(body, 0, &err);
+	if (!obj)
+		fail_msg("%s: body is not JSON (%s): %s", c->name, err.text, body);
+	free(body);
+	return obj;
+}
+
+static const char *str(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+static void check_minimal(const struct db_case *c, json_t *obj)
+{
+	/* Only status, plus output on failure. */
+	assert_int_equal(json_object_size(obj), c->output ? 2 : 1);
+}
+
+static void check_response_time(const struct db_case *c, json_t *rt)
+{
+	assert_true(json_is_array(rt) && json_array_size(rt) == 1);
+	rt = json_array_get(rt, 0);
+	assert_string_equal(str(rt, "componentType"), "datastore");
+	assert_string_equal(str(rt, "observedUnit"), "ms");
+	assert_true(json_number_value(json_object_get(rt, "observedValue")) == 1.25);
+	assert_string_equal(str(rt, "status"), c->ok ? "pass" : "fail");
+	assert_non_null(str(rt, "time"));
+	assert_true(str(rt, "time")[strlen(str(rt, "time")) - 1] == 'Z');
+	if (c->output)
+		assert_string_equal(str(rt, "output"), c->output);
+	else
+		assert_null(json_object_get(rt, "output"));
+	if (c->circuit_open)
+		assert_string_equal(str(rt, "circuit"), "open");
+	else
+		assert_null(json_object_get(rt, "circuit"));
+}
+
+static json_int_t num(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_integer(v))
+		fail_msg("%s is not an integer", key);
+	return json_integer_value(v);
+}
+
+static void check_connections(const struct db_case *c, json_t *pc)
+{
+	assert_true(json_is_array(pc) && json_array_size(pc) == 1);
+	pc = json_array_get(pc, 0);
+	assert_string_equal(str(pc, "componentType"), "datastore");
+	assert_string_equal(str(pc, "observedUnit"), "connections");
+	assert_string_equal(str(pc, "status"), c->pool_status);
+	assert_int_equal(num(pc, "observedValue"), c->pool.idle + c->pool.in_use);
+	assert_int_equal(num(pc, "idle"), c->pool.idle);
+	assert_int_equal(num(pc, "in_use"), c->pool.in_use);
+	assert_int_equal(num(pc, "max"), c->pool.max);
+	assert_int_equal(num(pc, "waiting"), c->pool.waiting);
+}
+
+static void run_case(const struct db_case *c)
+{
+	int http_status = -1, retry_after = -1;
+	json_t *obj = body_of(c, &http_status, &retry_after);
+
+	print_message("case %s\n", c->name);
+	assert_string_equal(str(obj, "status"), c->status);
+	assert_int_equal(http_status, c->http_status);
+	if (c->min_retry_after)
+		assert_true(retry_after >= c->min_retry_after);
+	else
+		assert_int_equal(retry_after, 0);
+	if (c->output)
+		assert_string_equal(str(obj, "output"), c->output);
+	else
+		assert_null(json_object_get(obj, "output"));
+	if (c->details == HEALTH_DETAILS_MINIMAL) {
+		check_minimal(c, obj);
+	} else {
+		assert_string_equal(str(obj, "serviceId"), "neonfcgi");
+		assert_string_equal(str(obj, "version"), NEONFCGI_VERSION);
+		json_t *checks = json_object_get(obj, "checks");
+		assert_int_equal(json_object_size(checks), 2);
+		check_response_time(c, json_object_get(checks, "postgres:responseTime"));
+		check_connections(c, json_object_get(checks, "postgres:connections"));
+	}
+	json_decref(obj);
+}
+
+static void test_health_db_cases(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		run_case(&cases[i]);
+}
+
+/* Whatever the category, a failure body names only the category: never a
+ * libpq message, user or host (there is nothing else in struct health_db_check
+ * to leak, and the body has no field for it). */
+static void test_every_category_has_a_name_in_output(void **state)
+{
+	(void)state;
+	for (int cat = DB_OK + 1; cat < DB_CATEGORY_COUNT; cat++) {
+		struct db_case c = { "category", false, (enum db_category)cat, false, { .max = 4 },
+				     HEALTH_DETAILS_FULL, "fail", 503,
+				     db_category_name((enum db_category)cat), "pass", 1 };
+		run_case(&c);
+	}
+}
+
+static void test_live_body(void **state)
+{
+	size_t len;
+	char *body = health_live_body(42, &len);
+	json_t *obj = json_loads(body, 0, NULL);
+
+	(void)state;
+	assert_non_null(obj);
+	assert_int_equal(strlen(body), len);
+	assert_string_equal(str(obj, "status"), "pass");
+	assert_string_equal(str(obj, "serviceId"), "neonfcgi");
+	assert_string_equal(str(obj, "version"), NEONFCGI_VERSION);
+	assert_int_equal(num(obj, "uptime_s"), 42);
+	assert_int_equal(num(obj, "pid"), getpid());
+	json_decref(obj);
+	free(body);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_health_db_cases),
+		cmocka_unit_test(test_every_category_has_a_name_in_output),
+		cmocka_unit_test(test_live_body),
+	};
+	return cmocka_run_group_tests_name("health", tests, NULL, NULL);
+}
