@@ -162,13 +162,12 @@ static void publish_locked(struct pool *p)
 {
 	if (!p->mirror)
 		return;
-	atomic_store_explicit(&p->mirror->idle, p->n_idle, memory_order_relaxed);
-	atomic_store_explicit(&p->mirror->in_use, p->n_in_use, memory_order_relaxed);
-	atomic_store_explicit(&p->mirror->opening, p->n_opening, memory_order_relaxed);
-	atomic_store_explicit(&p->mirror->waiting, p->n_waiting, memory_order_relaxed);
-	atomic_store_explicit(&p->mirror->breaker_open,
-			      retry_breaker_state(&p->breaker) != RETRY_BREAKER_CLOSED,
-			      memory_order_relaxed);
+	const int64_t gauges[] = {
+		p->n_idle, p->n_in_use, p->n_opening, p->n_waiting,
+		retry_breaker_state(&p->breaker) != RETRY_BREAKER_CLOSED,
+	};
+
+	scoreboard_set_pool_gauges(p->mirror, gauges);
 	publish_counters_locked(p);
 }
 

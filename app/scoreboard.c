@@ -7,9 +7,10 @@
 
 #include "scoreboard.h"
 
-/* struct sb_pool is SB_POOL_GAUGES gauges followed only by counters. */
-#define SB_POOL_GAUGES 5
-_Static_assert(offsetof(struct sb_pool, acquires) == SB_POOL_GAUGES * sizeof(sb_gauge),
+/* After its sequence counter, struct sb_pool is SB_POOL_GAUGES gauges followed
+ * only by counters. */
+_Static_assert(offsetof(struct sb_pool, acquires) - offsetof(struct sb_pool, idle) ==
+		       SB_POOL_GAUGES * sizeof(sb_gauge),
 	       "sb_pool must start with its gauges");
 _Static_assert((sizeof(struct sb_pool) - offsetof(struct sb_pool, acquires)) % sizeof(sb_counter) == 0,
 	       "sb_pool must end with counters only");
@@ -37,13 +38,23 @@ void scoreboard_free(struct scoreboard *sb)
 		munmap(sb, sizeof(*sb));
 }
 
+void scoreboard_set_pool_gauges(struct sb_pool *p, const int64_t gauges[SB_POOL_GAUGES])
+{
+	uint64_t seq = atomic_load_explicit(&p->gauge_seq, memory_order_relaxed);
+	sb_gauge *g = &p->idle;
+
+	atomic_store_explicit(&p->gauge_seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	for (int i = 0; i < SB_POOL_GAUGES; i++)
+		atomic_store_explicit(&g[i], gauges[i], memory_order_relaxed);
+	atomic_store_explicit(&p->gauge_seq, seq + 2, memory_order_release);
+}
+
 static void reset_pool_gauges(struct sb_pool *p)
 {
-	atomic_store(&p->idle, 0);
-	atomic_store(&p->in_use, 0);
-	atomic_store(&p->opening, 0);
-	atomic_store(&p->waiting, 0);
-	atomic_store(&p->breaker_open, 0);
+	static const int64_t zero[SB_POOL_GAUGES];
+
+	scoreboard_set_pool_gauges(p, zero);
 }
 
 void scoreboard_worker_started(struct scoreboard *sb, int idx, int pid, bool restart)
@@ -116,30 +127,28 @@ static void add_counters(sb_counter *dst, const sb_counter *src, size_t n)
 				      memory_order_relaxed);
 }
 
-/* The pool publishes its gauges one store at a time, so a reader between two
- * stores could count a connection moving from in_use to idle twice (and
- * report more connections than the bound). Read until two passes agree. */
-#define SNAPSHOT_TRIES 64
+/* A seqlock read: retry while a writer is between its two sequence bumps, so
+ * a connection moving from in_use to idle is never counted twice (which
+ * would report more connections than the bound). Bounded: after that many
+ * tries the last read is used, which at worst is off by one move. */
+#define SNAPSHOT_TRIES 1000
 
-static void read_gauges(const sb_gauge *src, int64_t *out)
+static void read_gauges(const struct sb_pool *p, int64_t *out)
 {
-	int64_t again[SB_POOL_GAUGES];
+	const sb_gauge *g = &p->idle;
 
-	for (int i = 0; i < SB_POOL_GAUGES; i++)
-		out[i] = atomic_load_explicit(&src[i], memory_order_acquire);
 	for (int t = 0; t < SNAPSHOT_TRIES; t++) {
-		bool same = true;
-		for (int i = 0; i < SB_POOL_GAUGES; i++) {
-			again[i] = atomic_load_explicit(&src[i], memory_order_acquire);
-			same = same && again[i] == out[i];
-		}
-		if (same)
+		uint64_t s1 = atomic_load_explicit(&p->gauge_seq, memory_order_acquire);
+		for (int i = 0; i < SB_POOL_GAUGES; i++)
+			out[i] = atomic_load_explicit(&g[i], memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		uint64_t s2 = atomic_load_explicit(&p->gauge_seq, memory_order_relaxed);
+		if (s1 == s2 && !(s1 & 1))
 			return;
-		memcpy(out, again, sizeof(again));
 	}
 }
 
-static void add_gauges(sb_gauge *dst, const sb_gauge *src)
+static void add_gauges(sb_gauge *dst, const struct sb_pool *src)
 {
 	int64_t v[SB_POOL_GAUGES];
 
@@ -155,7 +164,7 @@ void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out)
 	memset(out, 0, sizeof(*out));
 	for (int i = 0; i < n; i++) {
 		const struct sb_pool *p = &sb->slots[i].pool;
-		add_gauges(&out->idle, &p->idle);
+		add_gauges(&out->idle, p);
 		add_counters(&out->acquires, &p->acquires,
 			     (sizeof(*p) - offsetof(struct sb_pool, acquires)) /
 				 sizeof(sb_counter));

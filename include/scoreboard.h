@@ -15,6 +15,7 @@
 #define SB_SLOTS            512 /* as many as the master can have: 2 × WORKERS max (reload overlap) */
 #define SB_STATUS_CLASSES   5 /* 1xx … 5xx */
 #define SB_DURATION_BUCKETS 12
+#define SB_POOL_GAUGES 5 /* idle, in_use, opening, waiting, breaker_open */
 
 enum sb_close_reason {
 	SB_CLOSE_IDLE,
@@ -31,6 +32,7 @@ typedef _Atomic int64_t sb_gauge;
 
 /* What a worker's pool reports; counters only grow, gauges go up and down. */
 struct sb_pool {
+	sb_counter gauge_seq; /* odd while the gauges are being written (a seqlock) */
 	sb_gauge idle, in_use, opening, waiting, breaker_open;
 	sb_counter acquires, acquire_waits, acquire_wait_us, timeouts;
 	sb_counter connects_ok, connects_failed[DB_CATEGORY_COUNT], connect_us;
@@ -73,6 +75,9 @@ void scoreboard_request(struct sb_slot *slot, enum route r, int status, int64_t 
 int scoreboard_bucket(int64_t us);
 /* Slots a reader must visit (the rest were never used). */
 int scoreboard_slots_used(const struct scoreboard *sb);
+/* Write a pool's gauges so that readers see all of them or none (the only
+ * writer of a slot's gauges is its worker, or the master once it is dead). */
+void scoreboard_set_pool_gauges(struct sb_pool *p, const int64_t gauges[SB_POOL_GAUGES]);
 /* Sum of every slot's pool section into out (a plain, non-shared copy). */
 void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out);
 
