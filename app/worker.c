@@ -241,14 +241,17 @@ static void handle_request(struct worker *w, FCGX_Request *req)
 	log_request(w, m.route, r.status, us);
 }
 
-/* Wait until fd is readable; false on timeout, error, or a stop request. */
-static bool wait_readable(struct worker *w, int fd, int timeout_ms)
+/* Wait until fd is readable; false on timeout or error, and, when idle is
+ * set (a kept-alive connection between requests), on a stop request. A
+ * connection just accepted is always served: dropping it would turn a
+ * graceful stop or reload into 502s at the web server. */
+static bool wait_readable(struct worker *w, int fd, int timeout_ms, bool idle)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	int64_t deadline = clock_now_ms() + timeout_ms;
 
 	for (;;) {
-		if (atomic_load(&w->stopping))
+		if (idle && atomic_load(&w->stopping))
 			return false;
 		int left = (int)(deadline - clock_now_ms());
 		if (left <= 0)
@@ -301,7 +304,7 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
 	for (;;) {
 		atomic_store(&t->state, THREAD_IDLE);
 		if (req->ipcFd >= 0) {
-			if (!wait_readable(w, req->ipcFd, KEEPALIVE_IDLE_TIMEOUT_MS)) {
+			if (!wait_readable(w, req->ipcFd, KEEPALIVE_IDLE_TIMEOUT_MS, true)) {
 				FCGX_Free(req, 1);
 				continue;
 			}
@@ -313,7 +316,7 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
 			req->ipcFd = fd;
 		}
 		atomic_store(&t->state, THREAD_BUSY);
-		if (!wait_readable(w, req->ipcFd, FIRST_RECORD_TIMEOUT_MS)) {
+		if (!wait_readable(w, req->ipcFd, FIRST_RECORD_TIMEOUT_MS, false)) {
 			FCGX_Free(req, 1);
 			continue;
 		}
