@@ -107,9 +107,32 @@ bench:
 	@NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) BENCH_BIN_DIR=$(abspath $(BUILD)/bench) \
 		/usr/bin/python3 bench/bench.py
 
+# `make install` installs exactly the files listed in README.md ("Installing"):
+# the binary, the man page, every file of deploy/ as an example, and the
+# migrations (`neonfcgi migrate` needs them). PREFIX and DESTDIR on every path.
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
+DOCDIR ?= $(DATADIR)/doc/neonfcgi
+INSTALL_EXAMPLES = $(wildcard deploy/*/*)
+INSTALL_MIGRATIONS = $(wildcard migrations/*.sql)
 install: $(BUILD)/neonfcgi
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DATADIR)/neonfcgi/migrations
 	install -m 0755 $(BUILD)/neonfcgi $(DESTDIR)$(BINDIR)/neonfcgi
+	install -m 0644 man/neonfcgi.8 $(DESTDIR)$(MANDIR)/man8/neonfcgi.8
+	@set -e; for f in $(INSTALL_EXAMPLES); do \
+		mode=0644; [ -x "$$f" ] && mode=0755; \
+		echo "install -D -m $$mode $$f $(DESTDIR)$(DOCDIR)/examples/$${f#deploy/}"; \
+		install -D -m $$mode "$$f" "$(DESTDIR)$(DOCDIR)/examples/$${f#deploy/}"; \
+	done
+	@set -e; for f in $(INSTALL_MIGRATIONS); do \
+		echo "install -m 0644 $$f $(DESTDIR)$(DATADIR)/neonfcgi/$$f"; \
+		install -m 0644 "$$f" "$(DESTDIR)$(DATADIR)/neonfcgi/$$f"; \
+	done
+
+.PHONY: uninstall
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/neonfcgi $(DESTDIR)$(MANDIR)/man8/neonfcgi.8
+	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)/neonfcgi
 
 clean:
 	rm -rf build

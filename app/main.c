@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fcgi_config.h>
@@ -16,6 +17,7 @@
 #include "master.h"
 #include "migrate.h"
 #include "ping.h"
+#include "sdnotify.h"
 
 #define EX_OK    0
 #define EX_USAGE 64
@@ -67,14 +69,15 @@ static void banner(const struct config *cfg, const struct listener *l)
 	int pq = PQlibVersion();
 
 	config_db_target(cfg, target, sizeof(target));
-	log_info("neonfcgi starting version=%s libpq=%d.%d jansson=%s listen=\"%s\" workers=%ld "
+	log_info("neonfcgi starting version=\"%s\" libpq=\"%d.%d\" jansson=\"%s\" listen=\"%s\" "
+		 "workers=%ld "
 		 "threads=%ld pool_size=%ld max_overflow=%ld max_db_connections=%ld db=\"%s\"",
 		 NEONFCGI_VERSION, pq / 10000, pq % 10000, jansson_version_str(), l->address,
 		 cfg->workers, cfg->worker_threads, cfg->db_pool_size, cfg->db_max_overflow,
 		 cfg->workers * (cfg->db_pool_size + cfg->db_max_overflow), target);
 	if (cfg->db_sslmode_require)
-		log_warnx("sslmode=require encrypts but does not authenticate the server; "
-			  "use sslmode=verify-full");
+		log_warnx("sslmode=require encrypts but does not authenticate the server: "
+			  "prefer verify-full");
 }
 
 /* Migrations run before the socket is opened: a web server's connections
@@ -92,12 +95,36 @@ static int migrate_before_serving(struct config *cfg)
 	return rc;
 }
 
+/* Under systemd with Type=notify, report readiness once the socket listens
+ * (connections queue in its backlog until a worker accepts them). Without
+ * NOTIFY_SOCKET this sends nothing. */
+static void notify_ready(const struct listener *l)
+{
+	char state[256], err[256];
+
+	snprintf(state, sizeof(state), "READY=1\nSTATUS=listening on %s", l->address);
+	if (sdnotify_send(state, err, sizeof(err)) < 0)
+		log_warnx("cannot notify systemd: %s", err);
+}
+
+/* The env file usually holds DATABASE_URL with its password. */
+static void warn_env_file_mode(const struct config *cfg)
+{
+	struct stat st;
+
+	if (cfg->env_file != NULL && stat(cfg->env_file, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warnx("env file is readable by group or others; it may hold the database "
+			  "password: chmod 600 it file=\"%s\" mode=%04o",
+			  cfg->env_file, (unsigned)(st.st_mode & 07777));
+}
+
 static int serve(struct config *cfg, const struct config_source *src)
 {
 	struct listener l;
 	char err[512];
 
 	log_init(cfg->log_level, cfg->log_format);
+	warn_env_file_mode(cfg);
 	int mrc = migrate_before_serving(cfg);
 	if (mrc != 0)
 		return mrc;
@@ -108,6 +135,7 @@ static int serve(struct config *cfg, const struct config_source *src)
 		return 1;
 	}
 	banner(cfg, &l);
+	notify_ready(&l);
 	return master_run(cfg, src, &l);
 }
 
