@@ -71,15 +71,39 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $$
 deps:
 	@scripts/deps.sh
 
+# With SAN set: stop at the first error and abort (a worker that trips a
+# sanitizer dies of SIGABRT, which the master logs and the tests catch).
+# LeakSanitizer is on: unit tests and one-shot commands exit normally and must
+# free what they own; the master is checked when it exits; workers leave with
+# _exit(), where LeakSanitizer does not look, which test_valgrind.py covers.
+# Set ASAN_OPTIONS/UBSAN_OPTIONS yourself to override.
+ifneq ($(SAN),)
+SAN_ENV := ASAN_OPTIONS="$${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1}" \
+	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}"
+endif
+
 unit: $(UNIT_BINS)
-	@scripts/run-unit.sh $(UNIT_BINS)
+	@$(SAN_ENV) scripts/run-unit.sh $(UNIT_BINS)
 
 integration: $(BUILD)/neonfcgi
-	@NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) SAN="$(SAN)" /usr/bin/python3 tests/integration/run.py $(TESTS)
+	@$(SAN_ENV) NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) SAN="$(SAN)" /usr/bin/python3 tests/integration/run.py $(TESTS)
 
+# The secrets gate first, then build, unit tests, a short fuzzing run of each
+# target (FUZZ_CHECK_SECONDS, 0 skips it), integration tests.
 check: deps
+	@scripts/check-secrets.sh
 	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory fuzz-check
 	@$(MAKE) --no-print-directory integration
+
+.PHONY: secrets
+secrets:
+	@scripts/check-secrets.sh
+
+# Static analysis: cppcheck and clang-tidy (checks in .clang-tidy) over app/,
+# zero findings (scripts/lint.sh).
+lint:
+	@scripts/lint.sh $(PKG_CFLAGS)
 
 valgrind: $(UNIT_BINS)
 	@VALGRIND=1 scripts/run-unit.sh $(UNIT_BINS)
@@ -136,3 +160,29 @@ uninstall:
 
 clean:
 	rm -rf build
+
+# Fuzzing (libFuzzer, clang): tests/fuzz/fuzz_NAME.c links the app/*.c files in
+# fuzz_NAME_SRCS; binaries in build/fuzz/, whatever SAN says. `make fuzz
+# FUZZ_SECONDS=600` runs each target that long; `make check` runs each for
+# FUZZ_CHECK_SECONDS. Seeds: tests/fuzz/corpus/NAME/ (see scripts/run-fuzz.sh).
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 20
+FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Wno-missing-prototypes \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+fuzz_envfile_SRCS := app/envfile.c app/config.c
+fuzz_config_SRCS := app/config.c app/envfile.c
+fuzz_router_SRCS := app/router.c
+fuzz_fcgiguard_SRCS := app/fcgiguard.c
+FUZZ_NAMES := envfile config router fcgiguard
+FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
+build/fuzz:
+	mkdir -p $@
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fuzz_$$*_SRCS) $$(wildcard include/*.h) | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) $(filter %.c,$^) -o $@ $(PKG_LIBS) -lm
+.PHONY: fuzz-bins fuzz-check
+fuzz-bins: $(FUZZ_BINS)
+fuzz: fuzz-bins
+	@scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+fuzz-check: fuzz-bins
+	@scripts/run-fuzz.sh $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)

@@ -339,9 +339,9 @@ static void store_scalar(struct config *cfg, const struct var *v, long n)
  * bytes escaped, at most QUOTE_MAX bytes of s, "..." when cut. */
 static void escape_value(const char *s, char *buf, size_t len)
 {
-	size_t o = 0, i;
+	size_t o = 0, i, n = strnlen(s, QUOTE_MAX + 1);
 
-	for (i = 0; s[i] != '\0' && i < QUOTE_MAX; i++) {
+	for (i = 0; i < n && i < QUOTE_MAX; i++) {
 		unsigned char c = (unsigned char)s[i];
 
 		if (o + 5 >= len)
@@ -353,7 +353,7 @@ static void escape_value(const char *s, char *buf, size_t len)
 		else
 			buf[o++] = (char)c;
 	}
-	if (s[i] != '\0' && o + 4 <= len)
+	if (i < n && o + 4 <= len)
 		o += (size_t)snprintf(buf + o, len - o, "...");
 	buf[o] = '\0';
 }
@@ -565,15 +565,11 @@ static int check_scheme(struct load *ld, const char *url, const char *shown)
  * environment and the OS user); the port, if given, must be a port. */
 static int report_parts(struct load *ld, const struct db_facts *f, const char *shown)
 {
-	char missing[32] = "";
+	char missing[32];
 	int rc = 0;
 
-	if (!f->host)
-		strcat(missing, ", host");
-	if (!f->dbname)
-		strcat(missing, ", dbname");
-	if (!f->user)
-		strcat(missing, ", user");
+	snprintf(missing, sizeof missing, "%s%s%s", f->host ? "" : ", host",
+		 f->dbname ? "" : ", dbname", f->user ? "" : ", user");
 	if (missing[0] != '\0') {
 		problems_add(ld->p,
 			     "DATABASE_URL=\"%s\": must name a host, a database and a "

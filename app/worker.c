@@ -1,12 +1,14 @@
 /* worker: request threads over libfcgi.
  *
  * We accept connections ourselves and hand the socket to libfcgi (through the
- * public ipcFd/keepConnection fields of FCGX_Request), so that we can bound
- * how long a silent peer may pin a thread, filter peers over IPv6 as well as
- * IPv4, and wake idle threads for a graceful stop without disturbing a thread
- * in the middle of a request: only a thread that says it is idle is sent
- * SIGUSR2, whose handler is installed without SA_RESTART so that its accept()
- * or poll() returns EINTR. */
+ * public ipcFd/keepConnection fields of FCGX_Request), so that no peer can pin
+ * a thread (a connection whose request head is not all here waits in the
+ * waiting room, waitroom.c, not on a thread), libfcgi only ever parses input
+ * that fcgiguard.c has checked, we filter peers over IPv6 as well as IPv4, and
+ * we wake idle threads for a graceful stop, or for a connection the waiting
+ * room found ready, without disturbing a thread in the middle of a request:
+ * only a thread that says it is idle is sent SIGUSR2, whose handler is
+ * installed without SA_RESTART so that its accept() returns EINTR. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -33,18 +35,25 @@
 #include "pool.h"
 #include "router.h"
 #include "scoreboard.h"
+#include "waitroom.h"
 #include "worker.h"
 
-/* A peer that connects and then sends nothing (or half a record) may hold a
- * thread this long; nginx sends a whole request at once. */
+/* A connection's request head (everything up to the end of FCGI_PARAMS) must
+ * arrive within this long of the connection, or of its first byte on a kept
+ * connection; it waits in the waiting room meanwhile. nginx sends a whole
+ * request at once. */
 #define FIRST_RECORD_TIMEOUT_MS 5000
+/* A thread waits this long for a new connection's first bytes before handing
+ * it to the waiting room: nginx writes right after connecting, and a silent
+ * peer costs a thread no more than this. */
+#define FIRST_DATA_WAIT_MS 2
+/* ...and this long for the next request on a kept connection (nginx sends
+ * back to back under load) before the connection waits in the room. */
+#define KEEPALIVE_HOLD_MS 50
 /* An idle kept-alive connection from nginx (fastcgi_keep_conn) is closed after
  * this long; keep nginx's upstream keepalive_timeout below it. */
 #define KEEPALIVE_IDLE_TIMEOUT_MS 75000
 #define STOP_KICK_INTERVAL_MS     20
-/* Request bodies are never used; up to this much is read and dropped so the
- * connection can be closed without a linger (see finish_request). */
-#define DRAIN_MAX_BYTES 65536
 
 enum thread_state { THREAD_IDLE, THREAD_BUSY, THREAD_DONE };
 
@@ -52,6 +61,8 @@ struct request_thread {
 	pthread_t tid;
 	struct worker *w;
 	_Atomic int state;
+	unsigned char *buf;           /* FCGIGUARD_HEAD_MAX bytes to peek into */
+	struct fcgiguard_result head; /* of the request being served */
 };
 
 struct worker {
@@ -69,6 +80,7 @@ struct worker {
 	struct pool *pool;
 	struct request_thread *threads;
 	long nthreads; /* started */
+	struct waitroom *room;
 };
 
 struct response {
@@ -241,52 +253,8 @@ static void handle_request(struct worker *w, FCGX_Request *req)
 	log_request(w, m.route, r.status, us);
 }
 
-/* Wait until fd is readable; false on timeout or error, and, when idle is
- * set (a kept-alive connection between requests), on a stop request. A
- * connection just accepted is always served: dropping it would turn a
- * graceful stop or reload into 502s at the web server. */
-static bool wait_readable(struct worker *w, int fd, int timeout_ms, bool idle)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int64_t deadline = clock_now_ms() + timeout_ms;
-
-	for (;;) {
-		if (idle && atomic_load(&w->stopping))
-			return false;
-		int left = (int)(deadline - clock_now_ms());
-		if (left <= 0)
-			return false;
-		int rc = poll(&p, 1, left);
-		if (rc > 0)
-			return true;
-		if (rc == 0 || errno != EINTR)
-			return false;
-	}
-}
-
-/* Accept one allowed connection; -1 when stopping. */
-static int accept_connection(struct worker *w)
-{
-	for (;;) {
-		if (atomic_load(&w->stopping))
-			return -1;
-		struct sockaddr_storage sa;
-		socklen_t len = sizeof(sa);
-		int fd = accept4(w->listen_fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
-				log_warn("accept failed");
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
-				poll(NULL, 0, 10); /* let descriptors free up instead of spinning */
-			continue;
-		}
-		if (peer_allowed(w->allow, (struct sockaddr *)&sa, len))
-			return fd;
-		close(fd);
-	}
-}
-
+/* Bounds each blocking read and write libfcgi does on the connection (the
+ * response write to a peer that does not read). */
 static void set_io_timeouts(int fd)
 {
 	struct timeval tv = { .tv_sec = FIRST_RECORD_TIMEOUT_MS / 1000 };
@@ -295,56 +263,157 @@ static void set_io_timeouts(int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-/* Get the next request: on the kept-alive connection if there is one, else on
- * a newly accepted connection. 0 when req holds a request. */
-static int next_request(struct request_thread *t, FCGX_Request *req)
+/* Accept one allowed connection, or take one the waiting room found ready;
+ * -1 when stopping (ready connections are served first). */
+static int accept_connection(struct worker *w)
 {
-	struct worker *w = t->w;
-
 	for (;;) {
-		atomic_store(&t->state, THREAD_IDLE);
-		if (req->ipcFd >= 0) {
-			if (!wait_readable(w, req->ipcFd, KEEPALIVE_IDLE_TIMEOUT_MS, true)) {
-				FCGX_Free(req, 1);
-				continue;
-			}
-		} else {
-			int fd = accept_connection(w);
-			if (fd < 0)
-				return -1;
-			set_io_timeouts(fd);
-			req->ipcFd = fd;
-		}
-		atomic_store(&t->state, THREAD_BUSY);
-		if (!wait_readable(w, req->ipcFd, FIRST_RECORD_TIMEOUT_MS, false)) {
-			FCGX_Free(req, 1);
+		int fd = waitroom_take(w->room);
+		if (fd >= 0)
+			return fd;
+		if (atomic_load(&w->stopping))
+			return -1;
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		fd = accept4(w->listen_fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+				log_warn("accept failed");
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				poll(NULL, 0, 10); /* let descriptors free up instead of spinning */
 			continue;
 		}
-		/* Keep libfcgi from closing the fd we just gave it (FCGX_Accept_r
-		 * first finishes the previous request, closing unless kept). */
-		req->keepConnection = 1;
-		if (FCGX_Accept_r(req) == 0)
-			return 0;
+		if (peer_allowed(w->allow, (struct sockaddr *)&sa, len)) {
+			set_io_timeouts(fd);
+			return fd;
+		}
+		close(fd);
 	}
 }
 
-/* libfcgi closes a connection by half-closing it and then waiting (up to 2 s)
- * for the web server to close its side, so that unread input cannot make our
- * close() send a RST that would destroy the response. When we have read the
- * request's input to its end there is nothing left to cause a RST, and a plain
- * close() is safe; libfcgi takes that path for a "detached" request. */
-static void finish_request(FCGX_Request *req)
+/* Wait up to ms for bytes on fd (or its close). */
+static void wait_data(int fd, int ms)
 {
-	char buf[4096];
-	size_t drained = 0;
-	int n;
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
 
-	while (drained < DRAIN_MAX_BYTES && (n = FCGX_GetStr(buf, sizeof(buf), req->in)) > 0)
-		drained += (size_t)n;
-	if (FCGX_HasSeenEOF(req->in) && !FCGX_GetError(req->in))
-		req->detached = 1;
-	FCGX_Finish_r(req);
-	req->detached = 0;
+	if (ms > 0)
+		(void)poll(&p, 1, ms);
+}
+
+/* During a graceful stop the waiting room is closed: a connection that has
+ * sent something (or was just accepted) is still served, waiting here, so a
+ * stop or reload does not turn into 502s at the web server; an idle kept
+ * connection is closed. 0 when fd's head is complete. */
+static int head_while_stopping(struct request_thread *t, int fd, bool kept, int64_t deadline)
+{
+	for (;;) {
+		if (kept && t->head.seen == 0)
+			break;
+		if (clock_now_ms() >= deadline)
+			break;
+		if (t->head.seen > 0)
+			poll(NULL, 0, 10); /* bytes already here keep fd readable */
+		else
+			wait_data(fd, (int)(deadline - clock_now_ms()));
+		switch (waitroom_examine(t->w->room, fd, t->buf, &t->head)) {
+		case WAITROOM_READY: return 0;
+		case WAITROOM_WAIT: continue;
+		case WAITROOM_LINGER: waitroom_close(t->w->room, fd); return -1;
+		case WAITROOM_CLOSE: break;
+		}
+		break;
+	}
+	close(fd);
+	return -1;
+}
+
+/* Until fd's request head is all here (0), else hand fd on (-1): closed,
+ * lingering after an error answer, or waiting in the room. kept: fd served a
+ * request before. */
+static int ready_head(struct request_thread *t, int fd, bool kept)
+{
+	struct worker *w = t->w;
+	int64_t t0 = clock_now_ms();
+	bool waited = false;
+
+	for (;;) {
+		switch (waitroom_examine(w->room, fd, t->buf, &t->head)) {
+		case WAITROOM_READY: return 0;
+		case WAITROOM_CLOSE: close(fd); return -1;
+		case WAITROOM_LINGER: waitroom_close(w->room, fd); return -1;
+		case WAITROOM_WAIT: break;
+		}
+		if (atomic_load(&w->stopping))
+			return head_while_stopping(t, fd, kept, t0 + FIRST_RECORD_TIMEOUT_MS);
+		if (t->head.seen > 0 || waited)
+			break;
+		wait_data(fd, kept ? KEEPALIVE_HOLD_MS : FIRST_DATA_WAIT_MS);
+		waited = true;
+	}
+	int64_t deadline =
+	    kept ? clock_now_ms() + KEEPALIVE_IDLE_TIMEOUT_MS : t0 + FIRST_RECORD_TIMEOUT_MS;
+	if (waitroom_park(w->room, fd, deadline, FIRST_RECORD_TIMEOUT_MS) < 0)
+		return head_while_stopping(t, fd, kept, t0 + FIRST_RECORD_TIMEOUT_MS);
+	return -1;
+}
+
+/* Get the next request: on the kept-alive connection if there is one, else on
+ * a newly accepted (or ready) connection. 0 when req holds a request. */
+static int next_request(struct request_thread *t, FCGX_Request *req)
+{
+	for (;;) {
+		int fd = req->ipcFd;
+		bool kept = fd >= 0;
+
+		req->ipcFd = -1;
+		if (!kept) {
+			atomic_store(&t->state, THREAD_IDLE);
+			fd = accept_connection(t->w);
+			if (fd < 0)
+				return -1;
+		}
+		atomic_store(&t->state, THREAD_BUSY);
+		if (ready_head(t, fd, kept) < 0)
+			continue;
+		req->ipcFd = fd;
+		/* Detached: libfcgi closes with a plain close(), never with its
+		 * unbounded wait for the peer (we linger ourselves, bounded, in the
+		 * waiting room). keepConnection: FCGX_Accept_r first finishes the
+		 * previous request, and must not close the fd we just gave it. */
+		FCGX_Detach(req);
+		req->keepConnection = 1;
+		if (FCGX_Accept_r(req) == 0)
+			return 0;
+		log_warnx("libfcgi refused a request that passed our checks");
+	}
+}
+
+/* Finish the response and, unless the web server keeps the connection, close
+ * it: at once when its input was read to the end and nothing came after it (a
+ * plain close() can then send no RST that would destroy the response), else
+ * through the waiting room, which reads what the peer still sends for a
+ * bounded time. The input is read through libfcgi only when fcgiguard saw all
+ * of it and nothing but FCGI_STDIN in it: libfcgi would otherwise wait for it,
+ * or meet records it handles unsafely. */
+static void finish_request(struct request_thread *t, FCGX_Request *req)
+{
+	bool keep = req->keepConnection; /* the web server's FCGI_KEEP_CONN */
+
+	if (t->head.stdin_done) {
+		char buf[4096];
+		while (FCGX_GetStr(buf, sizeof(buf), req->in) > 0)
+			;
+	}
+	req->keepConnection = 1;
+	FCGX_Finish_r(req); /* closes only after a write error */
+	if (req->ipcFd < 0 || keep)
+		return;
+	if (t->head.stdin_done && t->head.seen == t->head.input_len)
+		close(req->ipcFd);
+	else
+		waitroom_close(t->w->room, req->ipcFd);
+	req->ipcFd = -1;
 }
 
 static void note_request_done(struct worker *w)
@@ -365,12 +434,16 @@ static void *request_thread_main(void *arg)
 	/* listen_sock -1: libfcgi must never accept by itself (after a bad first
 	 * record it would otherwise block in accept() where we cannot wake it). */
 	FCGX_InitRequest(&req, -1, FCGI_FAIL_ACCEPT_ON_INTR);
+	t->buf = malloc(FCGIGUARD_HEAD_MAX);
+	if (!t->buf)
+		abort();
 	while (next_request(t, &req) == 0) {
 		handle_request(t->w, &req);
-		finish_request(&req);
+		finish_request(t, &req);
 		note_request_done(t->w);
 	}
 	FCGX_Free(&req, 1);
+	free(t->buf);
 	atomic_store(&t->state, THREAD_DONE);
 	return NULL;
 }
@@ -421,7 +494,23 @@ static int start_threads(struct worker *w)
 	return 0;
 }
 
-/* Tell idle threads to leave accept()/poll(); busy ones finish their request. */
+/* The waiting room has a ready connection: interrupt one idle thread's
+ * accept(). A kick landing just before a thread enters accept() is lost; the
+ * room kicks again every few milliseconds while connections are ready. */
+static void kick_idle_thread(void *arg)
+{
+	struct worker *w = arg;
+
+	for (long i = 0; i < w->nthreads; i++) {
+		if (atomic_load(&w->threads[i].state) == THREAD_IDLE) {
+			pthread_kill(w->threads[i].tid, SIGUSR2);
+			return;
+		}
+	}
+}
+
+/* Tell idle threads to leave accept()/poll(); busy ones finish their request,
+ * and the connections the waiting room hands back are still served. */
 static void stop_threads(struct worker *w)
 {
 	long n = w->nthreads;
@@ -429,6 +518,7 @@ static void stop_threads(struct worker *w)
 
 	atomic_store(&w->stopping, true);
 	FCGX_ShutdownPending();
+	waitroom_stop(w->room);
 	do {
 		all_done = true;
 		for (long i = 0; i < n; i++) {
@@ -522,12 +612,23 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 		return WORKER_EXIT_FATAL;
 	router_enable(ROUTE_METRICS, true);
 	w.allow = peer_allowlist_new(cfg->fcgi_web_server_addrs);
+	struct waitroom_opts room = { .max_conns = cfg->workers * cfg->worker_threads,
+				      .kick = kick_idle_thread,
+				      .kick_arg = &w };
+	w.room = waitroom_new(&room);
+	if (!w.room) {
+		db_stop_worker(&w);
+		peer_allowlist_free(w.allow);
+		return WORKER_EXIT_FATAL;
+	}
 	log_info("worker started slot=%d threads=%ld", slot, cfg->worker_threads);
-	if (start_threads(&w) < 0)
+	/* The room's thread starts after the request threads, which it kicks. */
+	if (start_threads(&w) < 0 || waitroom_start(w.room) < 0)
 		status = 1;
 	else
 		wait_for_stop();
 	stop_threads(&w);
+	waitroom_free(w.room);
 	db_stop_worker(&w);
 	peer_allowlist_free(w.allow);
 	log_info("worker stopped slot=%d requests=%ld", slot, atomic_load(&w.requests));

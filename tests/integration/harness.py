@@ -59,6 +59,13 @@ def skip(msg):
     raise Skip(msg)
 
 
+def slow(fn):
+    """Decorator: a slow test, skipped when INTEGRATION_SKIP_SLOW=1 (the
+    sanitizer pass of `make check` sets it to stay within CI's budget)."""
+    fn.slow = True
+    return fn
+
+
 def wait_until(predicate, timeout=5.0, what=None, interval=0.01):
     """Poll predicate() until it returns a truthy value, which is returned.
     Raises AssertionError after `timeout` seconds. Exceptions raised by the

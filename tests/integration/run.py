@@ -7,7 +7,8 @@ A FILTER selects the tests whose name (or module.name) contains it. Prints one
 line per test (`ok NAME (0.4s)`, `FAIL NAME: reason`, `skip NAME: reason`) and
 finally `N passed, N failed[, N skipped]`; exits 0 only if nothing failed.
 Environment: NEONFCGI_BIN (default build/neonfcgi), INTEGRATION_TIMEOUT_S (per
-test, default 60), INTEGRATION_VERBOSE=1 (print details of passing tests too).
+test, default 60), INTEGRATION_VERBOSE=1 (print details of passing tests too),
+INTEGRATION_SKIP_SLOW=1 (skip tests marked @harness.slow).
 """
 
 import argparse
@@ -174,8 +175,13 @@ def main():
     sys.stdout.reconfigure(line_buffering=True)
     print(f"# neonfcgi integration tests: {len(tests)} selected, "
           f"binary {os.environ.get('NEONFCGI_BIN') or harness.REPO / 'build/neonfcgi'}")
+    skip_slow = os.environ.get("INTEGRATION_SKIP_SLOW") == "1"
     try:
         for t in tests:
+            if skip_slow and getattr(t.func, "slow", False):
+                print(f"skip {t.name}: slow (INTEGRATION_SKIP_SLOW=1)")
+                counts["skipped"] += 1
+                continue
             err, dt, phase = run_one(t, session)
             if isinstance(err, KeyboardInterrupt):
                 print(f"FAIL {t.name}: interrupted")
