@@ -185,4 +185,4 @@ fuzz-bins: $(FUZZ_BINS)
 fuzz: fuzz-bins
 	@scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 fuzz-check: fuzz-bins
-	@scripts/run-fuzz.sh $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
+	@FUZZ_SEED=1 scripts/run-fuzz.sh $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)

@@ -71,12 +71,13 @@ struct pool {
 	struct pool_conn **doomed; /* maintenance thread's scratch */
 	const char **doomed_why;
 	int n_idle, n_in_use, n_opening, n_waiting;
+	int n_closing; /* detached for closing, still open: they count toward the bound */
 	struct pool_waiter *head, *tail;
 	struct retry_breaker breaker;
 	struct retry_rng rng;
 	enum db_category last_failure;
-	struct pool_stats st; /* counters; gauges are filled in pool_stats() */
-	struct sb_pool *mirror;     /* the worker's scoreboard section, or NULL */
+	struct pool_stats st;        /* counters; gauges are filled in pool_stats() */
+	struct sb_pool *mirror;      /* the worker's scoreboard section, or NULL */
 	struct pool_stats published; /* counters as last added to the mirror */
 	uint64_t published_dead;     /* preping_evictions as last added to closes[dead] */
 };
@@ -147,7 +148,8 @@ static void publish_counters_locked(struct pool *p)
 	add_delta(&m->connects_ok, st->connects_ok, &last->connects_ok);
 	add_delta(&m->connect_us, st->connect_us, &last->connect_us);
 	for (int i = 0; i < DB_CATEGORY_COUNT; i++)
-		add_delta(&m->connects_failed[i], st->connects_failed[i], &last->connects_failed[i]);
+		add_delta(&m->connects_failed[i], st->connects_failed[i],
+			  &last->connects_failed[i]);
 	add_delta(&m->retries, st->retries, &last->retries);
 	add_delta(&m->preping_evictions, st->preping_evictions, &last->preping_evictions);
 	add_delta(&m->closes[SB_CLOSE_IDLE], st->idle_closes, &last->idle_closes);
@@ -163,7 +165,10 @@ static void publish_locked(struct pool *p)
 	if (!p->mirror)
 		return;
 	const int64_t gauges[] = {
-		p->n_idle, p->n_in_use, p->n_opening, p->n_waiting,
+		p->n_idle,
+		p->n_in_use,
+		p->n_opening,
+		p->n_waiting,
 		retry_breaker_state(&p->breaker) != RETRY_BREAKER_CLOSED,
 	};
 
@@ -187,9 +192,19 @@ void pool_set_mirror(struct pool *p, struct sb_pool *mirror)
 	pool_unlock(p);
 }
 
-static int total_locked(const struct pool *p)
+/* Connections the pool answers for: the pool's size in logs and the base of
+ * the surplus that outlives DB_OVERFLOW_IDLE_MS. */
+static int live_locked(const struct pool *p)
 {
 	return p->n_idle + p->n_in_use + p->n_opening;
+}
+
+/* What the bound limits: every connection still open, including those on
+ * their way out, so a replacement is never opened before its predecessor
+ * is closed. */
+static int total_locked(const struct pool *p)
+{
+	return live_locked(p) + p->n_closing;
 }
 
 static int max_conns(const struct pool *p)
@@ -292,7 +307,7 @@ static int64_t idle_expiry_locked(const struct pool *p, int i)
 	int64_t e = c->expires_ms;
 	if (p->o.idle_timeout_ms > 0)
 		e = min64(e, c->idle_since_ms + p->o.idle_timeout_ms);
-	if (i < total_locked(p) - p->o.size)
+	if (i < live_locked(p) - p->o.size)
 		e = min64(e, c->idle_since_ms + p->o.overflow_idle_ms);
 	return e;
 }
@@ -336,7 +351,7 @@ static const char *expiry_reason_locked(struct pool *p, int i, int surplus, int6
 static int collect_expired_locked(struct pool *p, int64_t now)
 {
 	int n = 0;
-	int surplus = total_locked(p) - p->o.size;
+	int surplus = live_locked(p) - p->o.size;
 	for (int i = 0; i < p->n_idle;) {
 		const char *why = expiry_reason_locked(p, i, surplus, now);
 		if (!why) {
@@ -353,12 +368,22 @@ static int collect_expired_locked(struct pool *p, int64_t now)
 
 /* ---- opening and closing ---- */
 
-static void close_conn(struct pool *p, struct pool_conn *c, const char *why, int left)
+static void serve_waiters_locked(struct pool *p);
+
+/* Close outside the mutex. counted: the caller moved c to n_closing, whose
+ * place in the bound is given back (to a waiter, if any) once it is closed. */
+static void close_conn(struct pool *p, struct pool_conn *c, const char *why, int left, bool counted)
 {
 	long long age_s = (long long)(clock_now_ms() - c->created_ms) / 1000;
 	p->c->close(p->ctx, c->handle);
 	log_info("db connection closed reason=%s age_s=%lld pool_size=%d", why, age_s, left);
 	free(c);
+	if (!counted)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->n_closing--;
+	serve_waiters_locked(p);
+	pool_unlock(p);
 }
 
 static struct pool_conn *new_conn_locked(struct pool *p, void *h, const struct pgconn_info *info)
@@ -499,7 +524,7 @@ static int open_conn(struct pool *p, int64_t deadline_ms, struct pool_conn **out
 	} else {
 		serve_waiters_locked(p);
 	}
-	int size = total_locked(p);
+	int size = live_locked(p);
 	pool_unlock(p);
 	if (!c)
 		return -1;
@@ -609,12 +634,15 @@ static bool vet(struct pool *p, struct pool_conn **cp, int64_t deadline_ms)
 		count_eviction_locked(p, why);
 		struct pool_conn *next = p->n_idle > 0 ? pop_idle_locked(p) : NULL;
 		if (!next) {
+			/* c's place becomes the slot this caller opens into. */
 			p->n_in_use--;
 			p->n_opening++;
+		} else {
+			p->n_closing++;
 		}
-		int left = total_locked(p) - !next;
+		int left = live_locked(p) - !next;
 		pool_unlock(p);
-		close_conn(p, c, why, left);
+		close_conn(p, c, why, left, next != NULL);
 		*cp = c = next;
 	}
 	return false;
@@ -665,18 +693,18 @@ void pool_release(struct pool *p, struct pool_conn *c, bool broken)
 		 * once idle for overflow_idle_ms, never here (DESIGN.md §5). */
 		c->idle_since_ms = now;
 		p->idle[p->n_idle++] = c;
-	} else if (strcmp(why, "lifetime") == 0) {
-		p->st.lifetime_closes++;
-	} else if (strcmp(why, "broken") == 0) {
-		p->st.discards++;
+	} else {
+		p->n_closing++;
+		p->st.lifetime_closes += strcmp(why, "lifetime") == 0;
+		p->st.discards += strcmp(why, "broken") == 0;
 	}
 	serve_waiters_locked(p);
 	if (!why)
 		wake_maintenance_locked(p);
-	int left = total_locked(p);
+	int left = live_locked(p);
 	pool_unlock(p);
 	if (why)
-		close_conn(p, c, why, left);
+		close_conn(p, c, why, left, true);
 }
 
 void *pool_conn_handle(const struct pool_conn *c)
@@ -718,10 +746,11 @@ static void *maintenance_main(void *arg)
 			maintenance_sleep_locked(p);
 			continue;
 		}
-		int left = total_locked(p);
+		p->n_closing += n;
+		int left = live_locked(p);
 		pool_unlock(p);
 		for (int i = 0; i < n; i++)
-			close_conn(p, p->doomed[i], p->doomed_why[i], left);
+			close_conn(p, p->doomed[i], p->doomed_why[i], left, true);
 		pthread_mutex_lock(&p->mu);
 	}
 	pool_unlock(p);
@@ -809,7 +838,7 @@ void pool_destroy(struct pool *p)
 	/* The maintenance thread is gone and no caller is left: no lock. */
 	while (p->n_idle > 0) {
 		struct pool_conn *c = pop_idle_locked(p);
-		close_conn(p, c, "shutdown", p->n_idle + p->n_in_use + p->n_opening);
+		close_conn(p, c, "shutdown", live_locked(p), false);
 	}
 	if (p->n_in_use > 0 || p->n_opening > 0)
 		log_warnx("db pool destroyed with connections checked out in_use=%d opening=%d",

@@ -3,7 +3,7 @@
 # Usage: scripts/run-fuzz.sh SECONDS build/fuzz/fuzz_NAME...
 # Seeds: tests/fuzz/corpus/NAME/ (committed, read only). New inputs go to
 # build/fuzz/corpus/NAME/, crashes to build/fuzz/artifacts/. A dictionary
-# tests/fuzz/NAME.dict is used when present. Prints one summary line per
+# tests/fuzz/NAME.dict is used when present; FUZZ_SEED=N fixes the seed. Prints one summary line per
 # target (executions per second, corpus size) and fails on the first finding.
 set -u
 seconds=${1:?usage: run-fuzz.sh SECONDS BINARY...}; shift
@@ -17,6 +17,9 @@ for bin in "$@"; do
   work="$root/build/fuzz/corpus/$name"; art="$root/build/fuzz/artifacts/$name-"
   mkdir -p "$work" "$root/build/fuzz/artifacts"
   dict=(); [ -f "$root/tests/fuzz/$name.dict" ] && dict=(-dict="$root/tests/fuzz/$name.dict")
+  # FUZZ_SEED fixes libFuzzer's mutation sequence (make check sets it, so a
+  # short CI run explores the same inputs each time instead of new ones).
+  [ -n "${FUZZ_SEED:-}" ] && dict+=(-seed="$FUZZ_SEED")
   log="$root/build/fuzz/$name.log"
   # -rss_limit_mb: the targets allocate little; a runaway is a finding.
   "$bin" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=1024 \

@@ -282,7 +282,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < r.nurls; i++) {
 		char *pw = password_of(r.urls[i]);
 
-		if (pw != NULL)
+		/* A percent-encoded password is not written as the bytes libpq
+		 * decodes it to, so an equal string elsewhere in the input (a
+		 * database name, say) would be taken for it and blanked in the
+		 * twin run: a false alarm. Encoded passwords are covered by the
+		 * redaction unit tests instead. */
+		if (pw != NULL && strchr(r.urls[i], '%') == NULL)
 			check_password(data, size, pw, seen);
 		free(pw);
 	}
