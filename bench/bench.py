@@ -4,18 +4,20 @@ throwaway PostgreSQL 15 with TLS and scram (scripts/dev-db.sh), load from wrk.
 
 Rows (one nginx server block each, access_log off):
   nginx-return      nginx answering `return 200` itself: the ceiling
-  fcgi-floor        bare libfcgi responder, WORKERS processes: FastCGI's floor
+  fcgi-floor        bare libfcgi responder, WORKERS processes: FastCGI's floor;
+                    once more with libfcgi's close-time poll disabled
+                    (LIBFCGI_OS_CLOSE_POLL_TIMEOUT=0, "poll=0")
   fcgi-db-floor     the same plus one libpq connection per process and SELECT 1
                     per request, with as many processes as the product may hold
                     database connections (and once with WORKERS processes, for
                     the memory comparison)
   pgbench-select1   pgbench -f select1.sql over TLS, one client per product
                     connection: the database's own ceiling
-  neonfcgi ...      /health and /health/db with the defaults, with nginx's
-                    fastcgi_keep_conn + upstream keepalive, and with libfcgi's
-                    close-time poll disabled (LIBFCGI_OS_CLOSE_POLL_TIMEOUT=0)
+  neonfcgi ...      /health and /health/db with the defaults, and with nginx's
+                    fastcgi_keep_conn + upstream keepalive
 Then a WORKERS x WORKER_THREADS sweep on /health/db at c=128, and /health/db
-through bench/delay-relay (2 ms each way) against the bound connections / RTT.
+through bench/delay-relay (2 ms each way) against the bound connections / RTT,
+with the defaults and with WORKER_THREADS=1.
 
 Prints Markdown tables and writes them to bench/results/bench-<time>.md and
 bench/results/latest.md. Every server it starts is stopped at the end, also on
@@ -775,19 +777,35 @@ def start_relay(bench):
 
 
 def phase_relay(bench, sizing):
+    """/health/db at a Neon-like round trip: throughput is bounded by the
+    connections in use / RTT, whatever the CPU. The WORKER_THREADS=1 row shows
+    what fewer connections cost there (on the local database they cost
+    nothing, see the sweep)."""
     relay, port = start_relay(bench)
     bench.helper_pids.append(relay.pid)
     rtt_ms = 2 * RELAY_DELAY_US / 1000
-    conns = sizing["bound"]
-    info = {"conns": conns, "bound": conns / rtt_ms * 1000, "rtt_ms": rtt_ms}
+    w, conns = sizing["workers"], sizing["bound"]
+
+    def info(n):
+        return {"conns": n, "bound": n / rtt_ms * 1000, "rtt_ms": rtt_ms}
+
     floor = start_floor(bench, "dbfloor", conns, db_port=port)
-    app, st = start_product(bench, "app", db_port=port)
+    app, _ = start_product(bench, "app", db_port=port)
     db_ok = bool(app) and route_ok(bench, "app", "/health/db", "relay rows")
     for c in (16, SWEEP_C):
-        bench.cell(bench.relay, f"fcgi-db-floor ({conns} proc)", "dbfloor", "/", c, floor, **info)
+        bench.cell(bench.relay, f"fcgi-db-floor ({conns} proc)", "dbfloor", "/", c, floor,
+                   **info(conns))
         if db_ok:
-            bench.cell(bench.relay, "neonfcgi /health/db", "app", "/health/db", c, app, **info)
-    stop(app, floor, relay)
+            bench.cell(bench.relay, "neonfcgi /health/db", "app", "/health/db", c, app,
+                       **info(conns))
+    stop(app, floor)
+    if db_ok:
+        app, _ = start_product(bench, "app", {"WORKER_THREADS": "1"}, db_port=port)
+        if app:
+            bench.cell(bench.relay, "neonfcgi /health/db WORKER_THREADS=1", "app",
+                       "/health/db", SWEEP_C, app, **info(w))
+        stop(app)
+    stop(relay)
 
 
 # ------------------------------------------------------------------- output
@@ -947,7 +965,9 @@ def findings(bench):
 
 
 def report(bench, sizing, header):
-    parts = [header, "", "### Rows", "", main_table(bench)]
+    parts = [header]
+    if bench.rows:
+        parts += ["", "### Rows", "", main_table(bench)]
     if bench.sweep:
         parts += ["", f"### Sweep: WORKERS × WORKER_THREADS on /health/db at c={SWEEP_C}", "",
                   sweep_table(bench)]
