@@ -50,6 +50,9 @@
 /* ...and this long for the next request on a kept connection (nginx sends
  * back to back under load) before the connection waits in the room. */
 #define KEEPALIVE_HOLD_MS 50
+/* After our answer, how long a request thread waits for the web server to
+ * close its side before the waiting room takes over (close_after_peer). */
+#define CLOSE_WAIT_MS 5
 /* An idle kept-alive connection from nginx (fastcgi_keep_conn) is closed after
  * this long; keep nginx's upstream keepalive_timeout below it. */
 #define KEEPALIVE_IDLE_TIMEOUT_MS 75000
@@ -72,6 +75,7 @@ struct worker {
 	struct scoreboard *sb;
 	struct sb_slot *sb_slot;
 	int64_t started_ms;
+	long pid; /* for /health, without a getpid() call per request */
 	atomic_bool stopping;
 	atomic_long requests;
 	pthread_t main_tid;
@@ -203,8 +207,8 @@ static void dispatch(struct worker *w, const struct route_match *m, struct respo
 	case ROUTE_HEALTH:
 		r->status = 200;
 		r->content_type = "application/health+json";
-		r->body =
-		    health_live_body((long)((clock_now_ms() - w->started_ms) / 1000), &r->len);
+		r->body = health_live_body((long)((clock_now_ms() - w->started_ms) / 1000), w->pid,
+					   &r->len);
 		break;
 	case ROUTE_HEALTH_DB:
 		respond_health_db(w, r);
@@ -389,9 +393,33 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
 	}
 }
 
+/* Half-close fd and give the web server up to CLOSE_WAIT_MS to close its side
+ * (nginx does so as soon as it has read our answer), then close; a peer still
+ * open or still sending after that goes to the waiting room's bounded linger.
+ * Closing first, without waiting, costs nothing per request but leaves a
+ * multi-second latency tail behind a saturated nginx; libfcgi's own wait is
+ * unbounded in practice (2 s per connection). bench/results/README.md has
+ * the measurements. */
+static void close_after_peer(struct waitroom *room, int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+	char buf[256];
+
+	(void)shutdown(fd, SHUT_WR);
+	if (poll(&p, 1, CLOSE_WAIT_MS) == 1) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			close(fd); /* closed (or reset) by the peer */
+			return;
+		}
+	}
+	waitroom_close(room, fd);
+}
+
 /* Finish the response and, unless the web server keeps the connection, close
- * it: at once when its input was read to the end and nothing came after it (a
- * plain close() can then send no RST that would destroy the response), else
+ * it: after a short wait for the peer's close when its input was read to the
+ * end and nothing came after it (close_after_peer), else
  * through the waiting room, which reads what the peer still sends for a
  * bounded time. The input is read through libfcgi only when fcgiguard saw all
  * of it and nothing but FCGI_STDIN in it: libfcgi would otherwise wait for it,
@@ -410,7 +438,7 @@ static void finish_request(struct request_thread *t, FCGX_Request *req)
 	if (req->ipcFd < 0 || keep)
 		return;
 	if (t->head.stdin_done && t->head.seen == t->head.input_len)
-		close(req->ipcFd);
+		close_after_peer(t->w->room, req->ipcFd);
 	else
 		waitroom_close(t->w->room, req->ipcFd);
 	req->ipcFd = -1;
@@ -600,6 +628,7 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 			    .sb = sb,
 			    .sb_slot = &sb->slots[slot],
 			    .started_ms = started_ms,
+			    .pid = (long)getpid(),
 			    .main_tid = pthread_self() };
 	int status = 0;
 

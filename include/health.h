@@ -25,8 +25,8 @@ struct health_pool_view {
 	long idle, in_use, waiting, breakers_open, max;
 };
 
-/* JSON body of /health; caller frees. */
-char *health_live_body(long uptime_s, size_t *len);
+/* JSON body of /health for the worker with process id pid; caller frees. */
+char *health_live_body(long uptime_s, long pid, size_t *len);
 /* JSON body of /health/db; sets *http_status (200 pass/warn, 503 fail) and
  * *retry_after (seconds, on 503). Caller frees. */
 char *health_db_body(const struct health_db_check *chk, const struct health_pool_view *pool,

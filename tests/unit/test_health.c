@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -189,7 +190,7 @@ static void test_every_category_has_a_name_in_output(void **state)
 static void test_live_body(void **state)
 {
 	size_t len;
-	char *body = health_live_body(42, &len);
+	char *body = health_live_body(42, 4242, &len);
 	json_t *obj = json_loads(body, 0, NULL);
 
 	(void)state;
@@ -199,9 +200,30 @@ static void test_live_body(void **state)
 	assert_string_equal(str(obj, "serviceId"), "neonfcgi");
 	assert_string_equal(str(obj, "version"), NEONFCGI_VERSION);
 	assert_int_equal(num(obj, "uptime_s"), 42);
-	assert_int_equal(num(obj, "pid"), getpid());
+	assert_int_equal(num(obj, "pid"), 4242);
+	assert_int_equal(json_object_size(obj), 5);
 	json_decref(obj);
 	free(body);
+}
+
+/* Formatted by hand: the widest numbers still give one valid object. */
+static void test_live_body_extremes(void **state)
+{
+	long extremes[][2] = { { 0, 1 }, { LONG_MAX, LONG_MAX }, { LONG_MIN, LONG_MIN } };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(extremes) / sizeof(extremes[0]); i++) {
+		size_t len;
+		char *body = health_live_body(extremes[i][0], extremes[i][1], &len);
+		json_t *obj = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
+
+		assert_non_null(obj);
+		assert_int_equal(strlen(body), len);
+		assert_true(num(obj, "uptime_s") == extremes[i][0]);
+		assert_true(num(obj, "pid") == extremes[i][1]);
+		json_decref(obj);
+		free(body);
+	}
 }
 
 int main(void)
@@ -210,6 +232,7 @@ int main(void)
 		cmocka_unit_test(test_health_db_cases),
 		cmocka_unit_test(test_every_category_has_a_name_in_output),
 		cmocka_unit_test(test_live_body),
+		cmocka_unit_test(test_live_body_extremes),
 	};
 	return cmocka_run_group_tests_name("health", tests, NULL, NULL);
 }
