@@ -120,9 +120,12 @@ static void pairs_feed(struct pairs *p, const unsigned char *s, size_t n)
 		} else {
 			size_t k = n - i < p->left ? n - i : p->left;
 
-			if (p->phase == NAME) {
-				for (size_t j = 0; j < k && p->name_got < sizeof p->name; j++)
-					p->name[p->name_got++] = (char)s[i + j];
+			if (p->phase == NAME && p->name_got < sizeof p->name) {
+				size_t room = sizeof p->name - p->name_got;
+				size_t take = k < room ? k : room;
+
+				memcpy(p->name + p->name_got, s + i, take);
+				p->name_got += take;
 			}
 			i += k;
 			p->left -= (uint32_t)k;

@@ -66,6 +66,7 @@ struct request_thread {
 	_Atomic int state;
 	unsigned char *buf;           /* FCGIGUARD_HEAD_MAX bytes to peek into */
 	struct fcgiguard_result head; /* of the request being served */
+	int io_fd;                    /* the connection whose I/O timeouts are set, or -1 */
 };
 
 struct worker {
@@ -232,8 +233,28 @@ static void log_request(const struct worker *w, enum route route, int status, in
 			  (long long)us);
 }
 
-static void handle_request(struct worker *w, FCGX_Request *req)
+/* Bounds each blocking read and write libfcgi does on the connection (the
+ * response write to a peer that does not read), set only where one could
+ * block: two syscalls saved on nearly every request. A request whose input is
+ * all here (fcgiguard saw its end) is read without waiting, and a response
+ * that fits in an empty socket buffer is written without waiting on a fresh
+ * connection; a kept connection may hold earlier answers the peer has not
+ * read, and a request body may still be on its way. */
+#define UNBLOCKED_WRITE_MAX 4096
+static void bound_io(struct request_thread *t, int fd)
 {
+	struct timeval tv = { .tv_sec = FIRST_RECORD_TIMEOUT_MS / 1000 };
+
+	if (t->io_fd == fd)
+		return;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	t->io_fd = fd;
+}
+
+static void handle_request(struct request_thread *t, FCGX_Request *req)
+{
+	struct worker *w = t->w;
 	int64_t t0 = clock_now_us();
 	struct route_match m;
 	struct response r = { 0 };
@@ -252,19 +273,11 @@ static void handle_request(struct worker *w, FCGX_Request *req)
 	/* Counted before the answer leaves, so a scrape that follows it sees it. */
 	int64_t us = clock_now_us() - t0;
 	scoreboard_request(w->sb_slot, m.route, r.status, us);
+	if (r.len + 512 > UNBLOCKED_WRITE_MAX) /* 512: write_response's header */
+		bound_io(t, req->ipcFd);
 	write_response(req, &r, m.head);
 	free(r.body);
 	log_request(w, m.route, r.status, us);
-}
-
-/* Bounds each blocking read and write libfcgi does on the connection (the
- * response write to a peer that does not read). */
-static void set_io_timeouts(int fd)
-{
-	struct timeval tv = { .tv_sec = FIRST_RECORD_TIMEOUT_MS / 1000 };
-
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
 /* Accept one allowed connection, or take one the waiting room found ready;
@@ -288,10 +301,8 @@ static int accept_connection(struct worker *w)
 				poll(NULL, 0, 10); /* let descriptors free up instead of spinning */
 			continue;
 		}
-		if (peer_allowed(w->allow, (struct sockaddr *)&sa, len)) {
-			set_io_timeouts(fd);
+		if (peer_allowed(w->allow, (struct sockaddr *)&sa, len))
 			return fd;
-		}
 		close(fd);
 	}
 }
@@ -372,6 +383,7 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
 
 		req->ipcFd = -1;
 		if (!kept) {
+			t->io_fd = -1;
 			atomic_store(&t->state, THREAD_IDLE);
 			fd = accept_connection(t->w);
 			if (fd < 0)
@@ -380,6 +392,8 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
 		atomic_store(&t->state, THREAD_BUSY);
 		if (ready_head(t, fd, kept) < 0)
 			continue;
+		if (kept || !t->head.stdin_done)
+			bound_io(t, fd);
 		req->ipcFd = fd;
 		/* Detached: libfcgi closes with a plain close(), never with its
 		 * unbounded wait for the peer (we linger ourselves, bounded, in the
@@ -462,11 +476,12 @@ static void *request_thread_main(void *arg)
 	/* listen_sock -1: libfcgi must never accept by itself (after a bad first
 	 * record it would otherwise block in accept() where we cannot wake it). */
 	FCGX_InitRequest(&req, -1, FCGI_FAIL_ACCEPT_ON_INTR);
+	t->io_fd = -1;
 	t->buf = malloc(FCGIGUARD_HEAD_MAX);
 	if (!t->buf)
 		abort();
 	while (next_request(t, &req) == 0) {
-		handle_request(t->w, &req);
+		handle_request(t, &req);
 		finish_request(t, &req);
 		note_request_done(t->w);
 	}

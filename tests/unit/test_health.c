@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -76,9 +77,11 @@ static json_t *body_of(const struct db_case *c, int *http_status, int *retry_aft
 	char *body = health_db_body(&chk, &c->pool, c->details, http_status, retry_after, &len);
 	assert_non_null(body);
 	assert_int_equal(strlen(body), len);
-	json_t *obj = json_loads(body, 0, &err);
+	json_t *obj = json_loads(body, JSON_REJECT_DUPLICATES, &err);
 	if (!obj)
 		fail_msg("%s: body is not JSON (%s): %s", c->name, err.text, body);
+	if (strncmp(body, "{\"status\":", 10) != 0) /* status first, for a human reading it */
+		fail_msg("%s: status is not the first member: %s", c->name, body);
 	free(body);
 	return obj;
 }
@@ -98,6 +101,8 @@ static void check_response_time(const struct db_case *c, json_t *rt)
 {
 	assert_true(json_is_array(rt) && json_array_size(rt) == 1);
 	rt = json_array_get(rt, 0);
+	assert_int_equal(json_object_size(rt), 5 + (c->output != NULL) + c->circuit_open);
+	assert_true(json_is_real(json_object_get(rt, "observedValue")));
 	assert_string_equal(str(rt, "componentType"), "datastore");
 	assert_string_equal(str(rt, "observedUnit"), "ms");
 	assert_true(json_number_value(json_object_get(rt, "observedValue")) == 1.25);
@@ -127,6 +132,7 @@ static void check_connections(const struct db_case *c, json_t *pc)
 {
 	assert_true(json_is_array(pc) && json_array_size(pc) == 1);
 	pc = json_array_get(pc, 0);
+	assert_int_equal(json_object_size(pc), 8);
 	assert_string_equal(str(pc, "componentType"), "datastore");
 	assert_string_equal(str(pc, "observedUnit"), "connections");
 	assert_string_equal(str(pc, "status"), c->pool_status);
@@ -158,6 +164,7 @@ static void run_case(const struct db_case *c)
 	} else {
 		assert_string_equal(str(obj, "serviceId"), "neonfcgi");
 		assert_string_equal(str(obj, "version"), NEONFCGI_VERSION);
+		assert_int_equal(json_object_size(obj), c->output ? 5 : 4);
 		json_t *checks = json_object_get(obj, "checks");
 		assert_int_equal(json_object_size(checks), 2);
 		check_response_time(c, json_object_get(checks, "postgres:responseTime"));
@@ -184,6 +191,34 @@ static void test_every_category_has_a_name_in_output(void **state)
 				     HEALTH_DETAILS_FULL, "fail", 503,
 				     db_category_name((enum db_category)cat), "pass", 1 };
 		run_case(&c);
+	}
+}
+
+/* observedValue reads back as a real, with six significant digits, whatever
+ * the duration (a whole number of ms included). */
+static void test_response_ms_is_a_real(void **state)
+{
+	const double values[] = { 0, 3, 1.25, 1234.5678, 1e-7, 987654321.0 };
+	struct health_pool_view pool = { .max = 4 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		struct health_db_check chk = { .ok = true, .response_ms = values[i] };
+		int st, ra;
+		size_t len;
+
+		health_stamp(&chk);
+		char *body = health_db_body(&chk, &pool, HEALTH_DETAILS_FULL, &st, &ra, &len);
+		json_t *obj = json_loads(body, 0, NULL);
+		json_t *rt = json_array_get(
+		    json_object_get(json_object_get(obj, "checks"), "postgres:responseTime"), 0);
+		json_t *v = json_object_get(rt, "observedValue");
+
+		assert_true(json_is_real(v));
+		double got = json_real_value(v);
+		assert_true(got == values[i] || fabs(got - values[i]) <= fabs(values[i]) * 1e-5);
+		json_decref(obj);
+		free(body);
 	}
 }
 
@@ -231,6 +266,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_health_db_cases),
 		cmocka_unit_test(test_every_category_has_a_name_in_output),
+		cmocka_unit_test(test_response_ms_is_a_real),
 		cmocka_unit_test(test_live_body),
 		cmocka_unit_test(test_live_body_extremes),
 	};
