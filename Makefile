@@ -113,9 +113,14 @@ run: deps all
 
 # Load benchmark (bench/, not part of `make check`): deps first, then the build,
 # as `check` does, so it also runs on a machine without the -dev packages yet.
-BENCH_BINS := $(BUILD)/bench/fcgi-floor $(BUILD)/bench/fcgi-db-floor $(BUILD)/bench/delay-relay
+BENCH_BINS := $(BUILD)/bench/fcgi-floor $(BUILD)/bench/fcgi-db-floor $(BUILD)/bench/delay-relay \
+	$(BUILD)/bench/neonfcgi-nosb
 $(BUILD)/bench:
 	mkdir -p $@
+# The product without its per-request scoreboard writes: the A/B baseline.
+$(BUILD)/bench/neonfcgi-nosb: $(OBJS) bench/scoreboard-off.c | $(BUILD)/bench
+	$(CC) $(FINAL_CFLAGS) -Wl,--wrap=scoreboard_request $(OBJS) bench/scoreboard-off.c -o $@ \
+		$(FINAL_LDFLAGS) $(PKG_LIBS) -lm
 $(BUILD)/bench/fcgi-floor: bench/fcgi-floor.c | $(BUILD)/bench
 	$(CC) $(FINAL_CFLAGS) -DFLOOR_DB=0 $< -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS)
 $(BUILD)/bench/fcgi-db-floor: bench/fcgi-floor.c | $(BUILD)/bench

@@ -17,7 +17,11 @@ Rows (one nginx server block each, access_log off):
                     fastcgi_keep_conn + upstream keepalive
 Then a WORKERS x WORKER_THREADS sweep on /health/db at c=128, and /health/db
 through bench/delay-relay (2 ms each way) against the bound connections / RTT,
-with the defaults and with WORKER_THREADS=1.
+with the defaults and with WORKER_THREADS=1. Last, the scoreboard's cost on
+/health: the product against build/bench/neonfcgi-nosb (the same objects with
+scoreboard_request() linked out), in interleaved pairs at c=128, and the share
+of the request threads' instructions spent in scoreboard_request() under
+callgrind.
 
 Prints Markdown tables and writes them to bench/results/bench-<time>.md and
 bench/results/latest.md. Every server it starts is stopped at the end, also on
@@ -34,9 +38,13 @@ Environment (all optional):
   BENCH_MAX_NOISE=15 BENCH_MAX_ATTEMPTS=3 BENCH_RETRY_BUDGET=90
                                      re-measure a cell while other processes
                                      used more than 15 % of the CPUs during it
-  BENCH_PHASES=main,sweep,relay      which parts to run
+  BENCH_SB_ROUNDS=10                 pairs in the scoreboard A/B
+  BENCH_CALLGRIND_REQUESTS=2000      /health requests counted under callgrind
+  BENCH_PHASES=main,sweep,relay,scoreboard
+                                     which parts to run
   NEONFCGI_BIN, BENCH_BIN_DIR        binaries (the Makefile sets them)
 """
+import http.client
 import os
 import re
 import resource
@@ -56,6 +64,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NEONFCGI = Path(os.environ.get("NEONFCGI_BIN", ROOT / "build/neonfcgi"))
 BINDIR = Path(os.environ.get("BENCH_BIN_DIR", ROOT / "build/bench"))
+NOSB = BINDIR / "neonfcgi-nosb"
 DEVDB = ROOT / "scripts/dev-db.sh"
 RESULTS = ROOT / "bench/results"
 
@@ -74,7 +83,11 @@ RETRY_BUDGET_S = float(os.environ.get("BENCH_RETRY_BUDGET", "90"))
 # each cell reported as the median: one 5 s cell on a shared 2-CPU machine
 # varies by ±10 %, the size of the margins the targets ask about.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
-PHASES = set(os.environ.get("BENCH_PHASES", "main,sweep,relay").split(","))
+PHASES = set(os.environ.get("BENCH_PHASES", "main,sweep,relay,scoreboard").split(","))
+SB_ROUNDS = int(os.environ.get("BENCH_SB_ROUNDS", "10"))
+SB_C = 128
+SB_TARGET = 0.97  # issue 4: /health with the scoreboard within 3 % of without
+CG_REQUESTS = int(os.environ.get("BENCH_CALLGRIND_REQUESTS", "2000"))
 CONCS = (16, 128, 256)
 MAX_C = 1024  # product rows only
 SWEEP_C = 128
@@ -365,7 +378,7 @@ class Nginx:
     upstream connection per request, per worker). Every FastCGI server of the
     bench has its own unix socket and block, so several can be up at once and
     their cells interleaved; only app_kc keeps upstream connections alive."""
-    FCGI = ("floor", "floor_p0", "dbfloor", "app", "app_kc")
+    FCGI = ("floor", "floor_p0", "dbfloor", "app", "app_kc", "sb_on", "sb_off")
 
     def __init__(self, tmp, keepalive):
         self.dir = tmp / "nginx"
@@ -479,6 +492,8 @@ class Bench:
         self.rows = []      # main table
         self.sweep = []     # sweep table
         self.relay = []     # relay table
+        self.sb = []        # scoreboard A/B cells, in the order measured
+        self.cg = None      # callgrind counts of the scoreboard's share
         self.notes = []
         self.retry_budget = RETRY_BUDGET_S
         self.warmed = set()
@@ -595,14 +610,16 @@ def product_config(bench):
     return cfg if "WORKERS" in cfg else None
 
 
-def start_product(bench, block, extra=None, db_port=None):
-    """neonfcgi on block's socket; (server, None) or (None, what /health said)."""
+def start_product(bench, block, extra=None, db_port=None, argv=None, deadline_s=15.0):
+    """neonfcgi on block's socket; (server, None) or (None, what /health said).
+    argv: another command line (a variant binary, or under valgrind)."""
     appname = f"neonfcgi-{block}"
     url = bench.db.url_for(appname, db_port)
-    srv = Server(f"neonfcgi ({block})", [str(NEONFCGI), "serve"], bench.tmp / f"{block}.log",
+    srv = Server(f"neonfcgi ({block})", argv or [str(NEONFCGI), "serve"],
+                 bench.tmp / f"{block}.log",
                  env=product_env(bench, block, url, extra or {}), cwd=bench.tmp / "app")
     srv.appname = appname
-    st = wait_http(bench.nginx.url(block, "/health"), srv)
+    st = wait_http(bench.nginx.url(block, "/health"), srv, deadline_s)
     if st != 200:
         srv.stop()
         return None, st
@@ -808,6 +825,72 @@ def phase_relay(bench, sizing):
     stop(relay)
 
 
+def phase_scoreboard(bench):
+    """What the scoreboard costs on /health (issue 4): the product against
+    neonfcgi-nosb, SB_ROUNDS pairs at c=SB_C, each pair's order alternating so
+    that neither side always runs first; then callgrind's instruction counts."""
+    if not os.access(NOSB, os.X_OK):
+        bench.notes.append(f"scoreboard A/B skipped: {NOSB} not built (make bench-bins)")
+        return
+    on, st = start_product(bench, "sb_on")
+    off, st2 = start_product(bench, "sb_off", argv=[str(NOSB), "serve"])
+    if on and off:
+        sides = [("neonfcgi /health", "sb_on", on), ("neonfcgi-nosb /health", "sb_off", off)]
+        for rnd in range(SB_ROUNDS):
+            say(f"scoreboard A/B pair {rnd + 1} of {SB_ROUNDS}")
+            for row, block, srv in (sides if rnd % 2 == 0 else sides[::-1]):
+                bench.cell(bench.sb, row, block, "/health", SB_C, srv, pair=rnd, side=block)
+    else:
+        bench.notes.append(f"scoreboard A/B skipped: /health answered {st} / {st2}")
+    stop(on, off)
+    phase_callgrind(bench)
+
+
+def phase_callgrind(bench):
+    """One worker, one request thread under callgrind, collecting only inside
+    the request thread (accept to close, libfcgi and libc included): its
+    instructions per /health request, and those in scoreboard_request()."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
+        bench.notes.append("callgrind count skipped: valgrind not installed")
+        return
+    out = bench.tmp / "callgrind"
+    out.mkdir()
+    argv = ["valgrind", "--tool=callgrind", "--toggle-collect=request_thread_main",
+            f"--callgrind-out-file={out}/cg.%p", str(NEONFCGI), "serve"]
+    srv, st = start_product(bench, "sb_on", {"WORKERS": "1", "WORKER_THREADS": "1",
+                                             "HEALTH_TIMEOUT_MS": "5000"},
+                            argv=argv, deadline_s=120)
+    if not srv:
+        bench.notes.append(f"callgrind count skipped: /health answered {st}")
+        return
+    say(f"callgrind: {CG_REQUESTS} /health requests")
+    conn = http.client.HTTPConnection("127.0.0.1", bench.nginx.ports["sb_on"], timeout=30)
+    ok = 0
+    for _ in range(CG_REQUESTS):
+        conn.request("GET", "/health")
+        resp = conn.getresponse()
+        resp.read()
+        ok += resp.status == 200
+    conn.close()
+    stop(srv)
+    totals = {}
+    for f in out.glob("cg.*"):
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                              str(f)], capture_output=True, text=True, timeout=120).stdout
+        num = lambda m: int(m.replace(",", ""))  # noqa: E731
+        total = re.search(r"^\s*([\d,]+)\s.*PROGRAM TOTALS", ann, re.M)
+        # Inclusive, so the largest line naming the function is its total.
+        sb = [num(m) for m in re.findall(r"^\s*([\d,]+)\s.*scoreboard\.c:scoreboard_request\b",
+                                         ann, re.M)]
+        if total and num(total.group(1)) > 0:
+            totals = {"total": num(total.group(1)), "sb": max(sb, default=0)}
+    if not totals:
+        bench.notes.append("callgrind count: no worker output found")
+        return
+    # wait_http's start-up probes (one or two) are in the totals too.
+    bench.cg = dict(totals, requests=ok)
+
+
 # ------------------------------------------------------------------- output
 
 def fmt(v, spec="{:.0f}"):
@@ -944,6 +1027,7 @@ def verdicts(bench, sizing):
               x <= 1.5, f"{mem[0]['row']} c={mem[0]['c']}: {mem[0]['pss_kb'] / 1024:.1f} MB vs "
                         f"{floor_w[0]['pss_kb'] / 1024:.1f} MB = {x:.2f}× (each alone, after "
                         f"its cell)", [mem[0], floor_w[0]])
+    scoreboard_verdict(bench, check)
     return "\n".join(out) if out else "- (no product rows: nothing to judge)"
 
 
@@ -964,6 +1048,60 @@ def findings(bench):
     return "\n".join(out)
 
 
+def sb_pairs(bench):
+    """(on, off) cells of each scoreboard A/B pair."""
+    pairs = {}
+    for r in bench.sb:
+        pairs.setdefault(r["pair"], {})[r["side"]] = r
+    return [(p["sb_on"], p["sb_off"]) for _, p in sorted(pairs.items())
+            if "sb_on" in p and "sb_off" in p]
+
+
+def scoreboard_section(bench):
+    lines = []
+    pairs = sb_pairs(bench)
+    if pairs:
+        lines += ["| pair | with req/s | without req/s | × req/s | with app µs/req "
+                  "| without app µs/req | × app CPU | with p99 ms | without p99 ms "
+                  "| non-2xx | other CPU % |", "|" + "---|" * 11]
+        for i, (a, b) in enumerate(pairs):
+            lines.append("| " + " | ".join([
+                str(i + 1), fmt(a["rps"]), fmt(b["rps"]), fmt(ratio(a, b, "rps"), "{:.3f}"),
+                fmt(a["app_us"], "{:.1f}"), fmt(b["app_us"], "{:.1f}"),
+                fmt(ratio(a, b, "app_us"), "{:.3f}"), fmt(a["p99"], "{:.2f}"),
+                fmt(b["p99"], "{:.2f}"), fmt(a["non2xx"] + b["non2xx"]),
+                f"{noise(a)} / {noise(b)}"]) + " |")
+        rps = [ratio(a, b, "rps") for a, b in pairs]
+        cpu = [ratio(a, b, "app_us") for a, b in pairs if ratio(a, b, "app_us")]
+        lines += ["", f"Median of the {len(pairs)} pairs' ratios (with ÷ without): req/s "
+                  f"{statistics.median(rps):.3f}× (range {min(rps):.3f}–{max(rps):.3f}), "
+                  f"app CPU µs/req {fmt(cpu and statistics.median(cpu), '{:.3f}')}×; "
+                  f"medians of the cells: {statistics.median(a['rps'] for a, _ in pairs):.0f} "
+                  f"vs {statistics.median(b['rps'] for _, b in pairs):.0f} req/s."]
+    if bench.cg:
+        cg = bench.cg
+        lines += ["", f"callgrind, 1 worker × 1 thread, {cg['requests']} /health requests "
+                  f"through nginx: the request thread ran {cg['total'] / cg['requests']:,.0f} "
+                  f"instructions per request (user space: libfcgi, libc, jansson and ours; "
+                  f"the kernel's work is not counted), of which scoreboard_request() "
+                  f"{cg['sb'] / cg['requests']:,.1f} = {cg['sb'] / cg['total'] * 100:.3f} %."]
+    return "\n".join(lines)
+
+
+def scoreboard_verdict(bench, check):
+    pairs = sb_pairs(bench)
+    if not pairs:
+        return
+    x = statistics.median(ratio(a, b, "rps") for a, b in pairs)
+    detail = (f"median of {len(pairs)} interleaved pairs at c={SB_C}: {x:.3f}× "
+              f"neonfcgi-nosb's req/s")
+    if bench.cg:
+        detail += f"; scoreboard_request() is {bench.cg['sb'] / bench.cg['total'] * 100:.3f} % " \
+                  "of the request thread's instructions"
+    check(f"/health with the scoreboard ≥ {SB_TARGET:g}× without (issue 4)", x >= SB_TARGET,
+          detail, [r for p in pairs for r in p])
+
+
 def report(bench, sizing, header):
     parts = [header]
     if bench.rows:
@@ -974,6 +1112,9 @@ def report(bench, sizing, header):
     if bench.relay:
         parts += ["", f"### Through delay-relay ({RELAY_DELAY_US / 1000:g} ms each way)", "",
                   relay_table(bench)]
+    if bench.sb or bench.cg:
+        parts += ["", f"### The scoreboard's cost on /health (c={SB_C})", "",
+                  scoreboard_section(bench)]
     parts += ["", "### Targets", "", verdicts(bench, sizing)]
     if findings(bench):
         parts += ["", "### libfcgi close-time poll (OS_Close)", "", findings(bench)]
@@ -1060,6 +1201,8 @@ def run_phases(tmp, db, sampler):
         phase_sweep(bench, sizing)
     if cfg and "relay" in PHASES:
         phase_relay(bench, sizing)
+    if cfg and "scoreboard" in PHASES:
+        phase_scoreboard(bench)
     load = " ".join(open("/proc/loadavg").read().split()[:3])
     return report(bench, sizing, header + f" Load average at the end {load}; "
                   f"total {time.monotonic() - T_START:.0f} s.")
@@ -1079,7 +1222,8 @@ def main():
         say("interrupted: servers stopped")
         return 130
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP_TMP"):
+            shutil.rmtree(tmp, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / time.strftime("bench-%Y%m%d-%H%M%S.md")
     out.write_text(text)
