@@ -493,7 +493,7 @@ class Bench:
         self.sweep = []     # sweep table
         self.relay = []     # relay table
         self.sb = []        # scoreboard A/B cells, in the order measured
-        self.cg = None      # callgrind counts of the scoreboard's share
+        self.cg = {}        # route: callgrind counts (phase_callgrind)
         self.notes = []
         self.retry_budget = RETRY_BUDGET_S
         self.warmed = set()
@@ -828,67 +828,86 @@ def phase_relay(bench, sizing):
 def phase_scoreboard(bench):
     """What the scoreboard costs on /health (issue 4): the product against
     neonfcgi-nosb, SB_ROUNDS pairs at c=SB_C, each pair's order alternating so
-    that neither side always runs first; then callgrind's instruction counts."""
+    that neither side always runs first. Halfway, both restart on each other's
+    nginx block and socket: two identical servers differed by up to 5-10 %
+    between blocks in an A/A trial, more than the 3 % asked about."""
     if not os.access(NOSB, os.X_OK):
         bench.notes.append(f"scoreboard A/B skipped: {NOSB} not built (make bench-bins)")
         return
-    on, st = start_product(bench, "sb_on")
-    off, st2 = start_product(bench, "sb_off", argv=[str(NOSB), "serve"])
-    if on and off:
-        sides = [("neonfcgi /health", "sb_on", on), ("neonfcgi-nosb /health", "sb_off", off)]
-        for rnd in range(SB_ROUNDS):
+    half = SB_ROUNDS // 2
+    for swap, rounds in ((False, range(half)), (True, range(half, SB_ROUNDS))):
+        blocks = ("sb_off", "sb_on") if swap else ("sb_on", "sb_off")
+        on, st = start_product(bench, blocks[0])
+        off, st2 = start_product(bench, blocks[1], argv=[str(NOSB), "serve"])
+        if not (on and off):
+            bench.notes.append(f"scoreboard A/B skipped: /health answered {st} / {st2}")
+            stop(on, off)
+            break
+        sides = [("neonfcgi /health", blocks[0], on, "sb_on"),
+                 ("neonfcgi-nosb /health", blocks[1], off, "sb_off")]
+        for rnd in rounds:
             say(f"scoreboard A/B pair {rnd + 1} of {SB_ROUNDS}")
-            for row, block, srv in (sides if rnd % 2 == 0 else sides[::-1]):
-                bench.cell(bench.sb, row, block, "/health", SB_C, srv, pair=rnd, side=block)
-    else:
-        bench.notes.append(f"scoreboard A/B skipped: /health answered {st} / {st2}")
-    stop(on, off)
+            for row, block, srv, side in (sides if rnd % 2 == 0 else sides[::-1]):
+                bench.cell(bench.sb, row, block, "/health", SB_C, srv, pair=rnd, side=side)
+        stop(on, off)
     phase_callgrind(bench)
+
+
+CG_FUNCS = {"sb": "scoreboard.c:scoreboard_request", "connect": "pgconn.c:pgconn_connect",
+            "query": "pgconn.c:pgconn_exec", "body": "health.c:health_"}
 
 
 def phase_callgrind(bench):
     """One worker, one request thread under callgrind, collecting only inside
-    the request thread (accept to close, libfcgi and libc included): its
-    instructions per /health request, and those in scoreboard_request()."""
+    the request thread (accept to close, libfcgi, libpq and libc included):
+    instructions per request for /health and /health/db, without the pool's
+    one-time TLS connect, and how many of them are the scoreboard's, the
+    query's and the body's. Deterministic, unlike the timings: the
+    before/after measure for code changes."""
     if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
         bench.notes.append("callgrind count skipped: valgrind not installed")
         return
-    out = bench.tmp / "callgrind"
-    out.mkdir()
-    argv = ["valgrind", "--tool=callgrind", "--toggle-collect=request_thread_main",
-            f"--callgrind-out-file={out}/cg.%p", str(NEONFCGI), "serve"]
-    srv, st = start_product(bench, "sb_on", {"WORKERS": "1", "WORKER_THREADS": "1",
-                                             "HEALTH_TIMEOUT_MS": "5000"},
-                            argv=argv, deadline_s=120)
-    if not srv:
-        bench.notes.append(f"callgrind count skipped: /health answered {st}")
-        return
-    say(f"callgrind: {CG_REQUESTS} /health requests")
-    conn = http.client.HTTPConnection("127.0.0.1", bench.nginx.ports["sb_on"], timeout=30)
-    ok = 0
-    for _ in range(CG_REQUESTS):
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        resp.read()
-        ok += resp.status == 200
-    conn.close()
-    stop(srv)
-    totals = {}
-    for f in out.glob("cg.*"):
-        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
-                              str(f)], capture_output=True, text=True, timeout=120).stdout
-        num = lambda m: int(m.replace(",", ""))  # noqa: E731
-        total = re.search(r"^\s*([\d,]+)\s.*PROGRAM TOTALS", ann, re.M)
+    for path in ("/health", "/health/db"):
+        out = bench.tmp / f"callgrind{path.replace('/', '-')}"
+        out.mkdir()
+        argv = ["valgrind", "--tool=callgrind", "--toggle-collect=request_thread_main",
+                f"--callgrind-out-file={out}/cg.%p", str(NEONFCGI), "serve"]
+        srv, st = start_product(bench, "sb_on", {"WORKERS": "1", "WORKER_THREADS": "1",
+                                                 "HEALTH_TIMEOUT_MS": "5000"},
+                                argv=argv, deadline_s=120)
+        if not srv:
+            bench.notes.append(f"callgrind count skipped: /health answered {st}")
+            return
+        say(f"callgrind: {CG_REQUESTS} {path} requests")
+        conn = http.client.HTTPConnection("127.0.0.1", bench.nginx.ports["sb_on"], timeout=30)
+        ok = 0
+        for _ in range(CG_REQUESTS):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            ok += resp.status == 200
+        conn.close()
+        stop(srv)
+        for f in out.glob("cg.*"):
+            counts = callgrind_counts(f)
+            if counts.get("total"):
+                # wait_http's start-up probes (one or two) are in the totals too.
+                bench.cg[path] = dict(counts, requests=ok)
+        if path not in bench.cg:
+            bench.notes.append(f"callgrind count of {path}: no worker output found")
+
+
+def callgrind_counts(f):
+    ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(f)],
+                         capture_output=True, text=True, timeout=120).stdout
+    num = lambda m: int(m.replace(",", ""))  # noqa: E731
+    total = re.search(r"^\s*([\d,]+)\s.*PROGRAM TOTALS", ann, re.M)
+    counts = {"total": num(total.group(1)) if total else 0}
+    for key, fn in CG_FUNCS.items():
         # Inclusive, so the largest line naming the function is its total.
-        sb = [num(m) for m in re.findall(r"^\s*([\d,]+)\s.*scoreboard\.c:scoreboard_request\b",
-                                         ann, re.M)]
-        if total and num(total.group(1)) > 0:
-            totals = {"total": num(total.group(1)), "sb": max(sb, default=0)}
-    if not totals:
-        bench.notes.append("callgrind count: no worker output found")
-        return
-    # wait_http's start-up probes (one or two) are in the totals too.
-    bench.cg = dict(totals, requests=ok)
+        counts[key] = max((num(m) for m in re.findall(
+            rf"^\s*([\d,]+)\s.*{re.escape(fn)}\w*", ann, re.M)), default=0)
+    return counts
 
 
 # ------------------------------------------------------------------- output
@@ -1079,12 +1098,18 @@ def scoreboard_section(bench):
                   f"medians of the cells: {statistics.median(a['rps'] for a, _ in pairs):.0f} "
                   f"vs {statistics.median(b['rps'] for _, b in pairs):.0f} req/s."]
     if bench.cg:
-        cg = bench.cg
-        lines += ["", f"callgrind, 1 worker × 1 thread, {cg['requests']} /health requests "
-                  f"through nginx: the request thread ran {cg['total'] / cg['requests']:,.0f} "
-                  f"instructions per request (user space: libfcgi, libc, jansson and ours; "
-                  f"the kernel's work is not counted), of which scoreboard_request() "
-                  f"{cg['sb'] / cg['requests']:,.1f} = {cg['sb'] / cg['total'] * 100:.3f} %."]
+        lines += ["", "callgrind, 1 worker × 1 thread, requests one after another through "
+                  "nginx; instructions per request in the request thread (user space: libfcgi, "
+                  "libpq, OpenSSL, libc and ours; the kernel's work is not counted), without "
+                  "the pool's one-time connect:", "",
+                  "| route | requests | instructions/request | scoreboard_request() | query "
+                  "(pgconn_exec) | body (health_*) |", "|" + "---|" * 6]
+        for path, cg in bench.cg.items():
+            n = cg["requests"] or 1
+            steady = cg["total"] - cg["connect"]
+            lines.append(f"| {path} | {cg['requests']} | {steady / n:,.0f} | "
+                         f"{cg['sb'] / n:,.1f} ({cg['sb'] / steady * 100:.3f} %) | "
+                         f"{cg['query'] / n:,.0f} | {cg['body'] / n:,.0f} |")
     return "\n".join(lines)
 
 
@@ -1095,9 +1120,10 @@ def scoreboard_verdict(bench, check):
     x = statistics.median(ratio(a, b, "rps") for a, b in pairs)
     detail = (f"median of {len(pairs)} interleaved pairs at c={SB_C}: {x:.3f}× "
               f"neonfcgi-nosb's req/s")
-    if bench.cg:
-        detail += f"; scoreboard_request() is {bench.cg['sb'] / bench.cg['total'] * 100:.3f} % " \
-                  "of the request thread's instructions"
+    cg = bench.cg.get("/health")
+    if cg:
+        detail += (f"; scoreboard_request() is {cg['sb'] / cg['total'] * 100:.3f} % of the "
+                   "request thread's instructions")
     check(f"/health with the scoreboard ≥ {SB_TARGET:g}× without (issue 4)", x >= SB_TARGET,
           detail, [r for p in pairs for r in p])
 
@@ -1113,7 +1139,7 @@ def report(bench, sizing, header):
         parts += ["", f"### Through delay-relay ({RELAY_DELAY_US / 1000:g} ms each way)", "",
                   relay_table(bench)]
     if bench.sb or bench.cg:
-        parts += ["", f"### The scoreboard's cost on /health (c={SB_C})", "",
+        parts += ["", f"### The scoreboard's cost on /health (c={SB_C}), and instruction counts", "",
                   scoreboard_section(bench)]
     parts += ["", "### Targets", "", verdicts(bench, sizing)]
     if findings(bench):
