@@ -50,19 +50,23 @@ static void put_raw(struct out *o, const char *s, size_t n)
 	o->buf[o->n] = '\0';
 }
 
+#define put_lit(o, s) put_raw((o), (s), sizeof(s) - 1)
+
 /* ,"key":"value" (no comma when first), the value JSON-escaped; without
  * printf, which cost more than the rest of the body. */
 static void put_str(struct out *o, bool first, const char *key, const char *v)
 {
 	if (!first)
-		put_raw(o, ",", 1);
-	put_raw(o, "\"", 1);
+		put_lit(o, ",");
+	put_lit(o, "\"");
 	put_raw(o, key, strlen(key));
-	put_raw(o, "\":\"", 3);
+	put_lit(o, "\":\"");
 	while (*v) {
-		size_t plain = strcspn(v, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d"
-					  "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
-					  "\x1b\x1c\x1d\x1e\x1f");
+		size_t plain = 0;
+
+		while (v[plain] && v[plain] != '"' && v[plain] != '\\' &&
+		       (unsigned char)v[plain] >= 0x20)
+			plain++;
 
 		put_raw(o, v, plain);
 		v += plain;
@@ -72,7 +76,26 @@ static void put_str(struct out *o, bool first, const char *key, const char *v)
 			put(o, c < 0x20 ? "\\u%04x" : "\\%c", c);
 		}
 	}
-	put_raw(o, "\"", 1);
+	put_lit(o, "\"");
+}
+
+/* ,"key":v */
+static void put_int(struct out *o, const char *key, long v)
+{
+	char digits[24];
+	size_t i = sizeof(digits);
+	unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+
+	do {
+		digits[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		digits[--i] = '-';
+	put_lit(o, ",\"");
+	put_raw(o, key, strlen(key));
+	put_lit(o, "\":");
+	put_raw(o, digits + i, sizeof(digits) - i);
 }
 
 /* A finite double as a JSON number that reads back as a real: what jansson
@@ -104,11 +127,13 @@ char *health_live_body(long uptime_s, long pid, size_t *len)
 {
 	struct out o = { .n = 0 };
 
-	put(&o, "{");
+	put_lit(&o, "{");
 	put_str(&o, true, "status", "pass");
 	put_str(&o, false, "serviceId", SERVICE_ID);
 	put_str(&o, false, "version", NEONFCGI_VERSION);
-	put(&o, ",\"uptime_s\":%ld,\"pid\":%ld}", uptime_s, pid);
+	put_int(&o, "uptime_s", uptime_s);
+	put_int(&o, "pid", pid);
+	put_lit(&o, "}");
 	return finish(&o, len);
 }
 
@@ -139,7 +164,7 @@ static const char *overall_status(const struct health_db_check *chk,
 
 static void put_response_time_check(struct out *o, const struct health_db_check *chk)
 {
-	put(o, "\"postgres:responseTime\":[{"); /* the first member of checks */
+	put_lit(o, "\"postgres:responseTime\":[{"); /* the first member of checks */
 	put_str(o, true, "componentType", "datastore");
 	put_real(o, "observedValue", chk->response_ms);
 	put_str(o, false, "observedUnit", "ms");
@@ -149,19 +174,22 @@ static void put_response_time_check(struct out *o, const struct health_db_check 
 		put_str(o, false, "output", db_category_name(chk->category));
 	if (chk->circuit_open)
 		put_str(o, false, "circuit", "open");
-	put(o, "}]");
+	put_lit(o, "}]");
 }
 
 static void put_connections_check(struct out *o, const struct health_pool_view *pool,
 				  const char *status)
 {
-	put(o, ",\"postgres:connections\":[{");
+	put_lit(o, ",\"postgres:connections\":[{");
 	put_str(o, true, "componentType", "datastore");
 	put_str(o, false, "status", status);
-	put(o, ",\"observedValue\":%ld", pool->idle + pool->in_use);
+	put_int(o, "observedValue", pool->idle + pool->in_use);
 	put_str(o, false, "observedUnit", "connections");
-	put(o, ",\"idle\":%ld,\"in_use\":%ld,\"max\":%ld,\"waiting\":%ld}]", pool->idle,
-	    pool->in_use, pool->max, pool->waiting);
+	put_int(o, "idle", pool->idle);
+	put_int(o, "in_use", pool->in_use);
+	put_int(o, "max", pool->max);
+	put_int(o, "waiting", pool->waiting);
+	put_lit(o, "}]");
 }
 
 char *health_db_body(const struct health_db_check *chk, const struct health_pool_view *pool,
@@ -171,7 +199,7 @@ char *health_db_body(const struct health_db_check *chk, const struct health_pool
 
 	*http_status = chk->ok ? 200 : 503;
 	*retry_after = 0;
-	put(&o, "{");
+	put_lit(&o, "{");
 	put_str(&o, true, "status", overall_status(chk, pool));
 	if (!chk->ok) {
 		put_str(&o, false, "output", db_category_name(chk->category));
@@ -183,11 +211,11 @@ char *health_db_body(const struct health_db_check *chk, const struct health_pool
 	if (details != HEALTH_DETAILS_MINIMAL) {
 		put_str(&o, false, "serviceId", SERVICE_ID);
 		put_str(&o, false, "version", NEONFCGI_VERSION);
-		put(&o, ",\"checks\":{");
+		put_lit(&o, ",\"checks\":{");
 		put_response_time_check(&o, chk);
 		put_connections_check(&o, pool, pool_status(pool));
-		put(&o, "}");
+		put_lit(&o, "}");
 	}
-	put(&o, "}");
+	put_lit(&o, "}");
 	return finish(&o, len);
 }

@@ -411,9 +411,9 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
  * (nginx does so as soon as it has read our answer), then close; a peer still
  * open or still sending after that goes to the waiting room's bounded linger.
  * Closing first, without waiting, costs nothing per request but leaves a
- * multi-second latency tail behind a saturated nginx; libfcgi's own wait is
- * unbounded in practice (2 s per connection). bench/results/README.md has
- * the measurements. */
+ * multi-second latency tail behind a saturated nginx; libfcgi's own wait
+ * lasts up to 2 s per connection. bench/results/README.md has the
+ * measurements. */
 static void close_after_peer(struct waitroom *room, int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
