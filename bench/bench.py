@@ -935,49 +935,52 @@ def floor_for(bench, r):
     return None
 
 
+def md_table(head, rows):
+    """A Markdown table: head names the columns, each row is a list of cells."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def main_table(bench):
-    head = ("| row | c | req/s | p50 ms | p99 ms | non-2xx | sock err | max app backends "
-            "| new server conns | RSS MB | PSS MB | app µs/req | nginx µs/req | pg µs/req "
-            "| × floor req/s | × floor app CPU | × floor p99 | other CPU % |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    head = ["row", "c", "req/s", "p50 ms", "p99 ms", "non-2xx", "sock err", "max app backends",
+            "new server conns", "RSS MB", "PSS MB", "app µs/req", "nginx µs/req", "pg µs/req",
+            "× floor req/s", "× floor app CPU", "× floor p99", "other CPU %"]
+    rows = []
     for r in bench.rows:
         f = floor_for(bench, r)
         mb = lambda k: fmt(r.get(k) and r[k] / 1024, "{:.1f}")  # noqa: E731
-        lines.append("| " + " | ".join([
+        rows.append([
             r["row"], str(r["c"]), fmt(r["rps"]), fmt(r["p50"], "{:.2f}"),
             fmt(r["p99"], "{:.2f}"), fmt(r["non2xx"]), fmt(r["sockerr"]),
             fmt(r["backends"]), fmt(r["new_conns"]), mb("rss_kb"), mb("pss_kb"),
             fmt(r["app_us"], "{:.1f}"), fmt(r["nginx_us"], "{:.1f}"), fmt(r["pg_us"], "{:.1f}"),
             fmt(ratio(r, f, "rps"), "{:.2f}"), fmt(ratio(r, f, "app_us"), "{:.2f}"),
-            fmt(ratio(r, f, "p99"), "{:.2f}"), noise(r)]) + " |")
-    return "\n".join(lines)
+            fmt(ratio(r, f, "p99"), "{:.2f}"), noise(r)])
+    return md_table(head, rows)
 
 
 def sweep_table(bench):
-    lines = ["| WORKERS | WORKER_THREADS | route | req/s | p50 ms | p99 ms | non-2xx | sock err "
-             "| max app backends | bound | new server conns | PSS MB | app µs/req | pg µs/req "
-             "| other CPU % |", "|" + "---|" * 15]
-    for r in bench.sweep:
-        lines.append("| " + " | ".join([
-            str(r["workers"]), str(r["threads"]), r["route"], fmt(r["rps"]),
-            fmt(r["p50"], "{:.2f}"), fmt(r["p99"], "{:.2f}"), fmt(r["non2xx"]),
-            fmt(r["sockerr"]), fmt(r["backends"]), str(r["bound"]), fmt(r["new_conns"]),
-            fmt(r.get("pss_kb") and r["pss_kb"] / 1024, "{:.1f}"), fmt(r["app_us"], "{:.1f}"),
-            fmt(r["pg_us"], "{:.1f}"), noise(r)]) + " |")
-    return "\n".join(lines)
+    head = ["WORKERS", "WORKER_THREADS", "route", "req/s", "p50 ms", "p99 ms", "non-2xx",
+            "sock err", "max app backends", "bound", "new server conns", "PSS MB", "app µs/req",
+            "pg µs/req", "other CPU %"]
+    return md_table(head, [[
+        str(r["workers"]), str(r["threads"]), r["route"], fmt(r["rps"]),
+        fmt(r["p50"], "{:.2f}"), fmt(r["p99"], "{:.2f}"), fmt(r["non2xx"]),
+        fmt(r["sockerr"]), fmt(r["backends"]), str(r["bound"]), fmt(r["new_conns"]),
+        fmt(r.get("pss_kb") and r["pss_kb"] / 1024, "{:.1f}"), fmt(r["app_us"], "{:.1f}"),
+        fmt(r["pg_us"], "{:.1f}"), noise(r)] for r in bench.sweep])
 
 
 def relay_table(bench):
-    lines = ["| row | c | RTT ms | connections | bound conns/RTT req/s | req/s | × bound "
-             "| p50 ms | p99 ms | non-2xx | sock err | max app backends | new server conns "
-             "| other CPU % |", "|" + "---|" * 14]
-    for r in bench.relay:
-        lines.append("| " + " | ".join([
-            r["row"], str(r["c"]), fmt(r["rtt_ms"], "{:.1f}"), str(r["conns"]),
-            fmt(r["bound"]), fmt(r["rps"]), fmt(r["rps"] / r["bound"], "{:.2f}"),
-            fmt(r["p50"], "{:.2f}"), fmt(r["p99"], "{:.2f}"), fmt(r["non2xx"]),
-            fmt(r["sockerr"]), fmt(r["backends"]), fmt(r["new_conns"]), noise(r)]) + " |")
-    return "\n".join(lines)
+    head = ["row", "c", "RTT ms", "connections", "bound conns/RTT req/s", "req/s", "× bound",
+            "p50 ms", "p99 ms", "non-2xx", "sock err", "max app backends", "new server conns",
+            "other CPU %"]
+    return md_table(head, [[
+        r["row"], str(r["c"]), fmt(r["rtt_ms"], "{:.1f}"), str(r["conns"]),
+        fmt(r["bound"]), fmt(r["rps"]), fmt(r["rps"] / r["bound"], "{:.2f}"),
+        fmt(r["p50"], "{:.2f}"), fmt(r["p99"], "{:.2f}"), fmt(r["non2xx"]),
+        fmt(r["sockerr"]), fmt(r["backends"]), fmt(r["new_conns"]), noise(r)]
+        for r in bench.relay])
 
 
 def verdicts(bench, sizing):
@@ -1080,16 +1083,15 @@ def scoreboard_section(bench):
     lines = []
     pairs = sb_pairs(bench)
     if pairs:
-        lines += ["| pair | with req/s | without req/s | × req/s | with app µs/req "
-                  "| without app µs/req | × app CPU | with p99 ms | without p99 ms "
-                  "| non-2xx | other CPU % |", "|" + "---|" * 11]
-        for i, (a, b) in enumerate(pairs):
-            lines.append("| " + " | ".join([
-                str(i + 1), fmt(a["rps"]), fmt(b["rps"]), fmt(ratio(a, b, "rps"), "{:.3f}"),
-                fmt(a["app_us"], "{:.1f}"), fmt(b["app_us"], "{:.1f}"),
-                fmt(ratio(a, b, "app_us"), "{:.3f}"), fmt(a["p99"], "{:.2f}"),
-                fmt(b["p99"], "{:.2f}"), fmt(a["non2xx"] + b["non2xx"]),
-                f"{noise(a)} / {noise(b)}"]) + " |")
+        head = ["pair", "with req/s", "without req/s", "× req/s", "with app µs/req",
+                "without app µs/req", "× app CPU", "with p99 ms", "without p99 ms", "non-2xx",
+                "other CPU %"]
+        lines.append(md_table(head, [[
+            str(i + 1), fmt(a["rps"]), fmt(b["rps"]), fmt(ratio(a, b, "rps"), "{:.3f}"),
+            fmt(a["app_us"], "{:.1f}"), fmt(b["app_us"], "{:.1f}"),
+            fmt(ratio(a, b, "app_us"), "{:.3f}"), fmt(a["p99"], "{:.2f}"),
+            fmt(b["p99"], "{:.2f}"), fmt(a["non2xx"] + b["non2xx"]),
+            f"{noise(a)} / {noise(b)}"] for i, (a, b) in enumerate(pairs)]))
         rps = [ratio(a, b, "rps") for a, b in pairs]
         cpu = [ratio(a, b, "app_us") for a, b in pairs if ratio(a, b, "app_us")]
         lines += ["", f"Median of the {len(pairs)} pairs' ratios (with ÷ without): req/s "
@@ -1101,15 +1103,17 @@ def scoreboard_section(bench):
         lines += ["", "callgrind, 1 worker × 1 thread, requests one after another through "
                   "nginx; instructions per request in the request thread (user space: libfcgi, "
                   "libpq, OpenSSL, libc and ours; the kernel's work is not counted), without "
-                  "the pool's one-time connect:", "",
-                  "| route | requests | instructions/request | scoreboard_request() | query "
-                  "(pgconn_exec) | body (health_*) |", "|" + "---|" * 6]
+                  "the pool's one-time connect:", ""]
+        rows = []
         for path, cg in bench.cg.items():
             n = cg["requests"] or 1
             steady = cg["total"] - cg["connect"]
-            lines.append(f"| {path} | {cg['requests']} | {steady / n:,.0f} | "
-                         f"{cg['sb'] / n:,.1f} ({cg['sb'] / steady * 100:.3f} %) | "
-                         f"{cg['query'] / n:,.0f} | {cg['body'] / n:,.0f} |")
+            rows.append([path, str(cg["requests"]), f"{steady / n:,.0f}",
+                         f"{cg['sb'] / n:,.1f} ({cg['sb'] / steady * 100:.3f} %)",
+                         f"{cg['query'] / n:,.0f}", f"{cg['body'] / n:,.0f}"])
+        lines.append(md_table(["route", "requests", "instructions/request",
+                               "scoreboard_request()", "query (pgconn_exec)",
+                               "body (health_*)"], rows))
     return "\n".join(lines)
 
 
