@@ -108,7 +108,10 @@ static enum waitroom_state refuse(int fd, const struct fcgiguard_result *r)
 enum waitroom_state waitroom_examine(struct waitroom *wr, int fd, unsigned char *buf,
 				     struct fcgiguard_result *r)
 {
-	for (int mgmt = 0;; mgmt++) {
+	bool looked_again = false;
+	int mgmt = 0;
+
+	for (;;) {
 		ssize_t n = recv(fd, buf, FCGIGUARD_HEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
 
 		if (n == 0)
@@ -121,10 +124,17 @@ enum waitroom_state waitroom_examine(struct waitroom *wr, int fd, unsigned char 
 		case FCGIGUARD_INCOMPLETE:
 			if (!peer_done(fd))
 				return WAITROOM_WAIT;
+			/* The peer's last bytes and its FIN may both have come after
+			 * the peek above (a client that half-closes right after
+			 * sending): look once more before calling it incomplete. */
+			if (!looked_again) {
+				looked_again = true;
+				continue;
+			}
 			log_warnx("connection closed before a complete request bytes=%zu", r->seen);
 			return WAITROOM_LINGER; /* reads what is left: an EOF, not a reset */
 		case FCGIGUARD_MGMT:
-			if (mgmt < MGMT_MAX && answer_mgmt(wr, fd, buf, r))
+			if (mgmt++ < MGMT_MAX && answer_mgmt(wr, fd, buf, r))
 				continue;
 			return WAITROOM_CLOSE;
 		case FCGIGUARD_REJECT:
