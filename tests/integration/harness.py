@@ -138,9 +138,28 @@ def proc_stat(pid):
 
 
 def pid_alive(pid):
-    """True if the process exists and is not a zombie."""
+    """True until every thread of the process has exited. The main thread can
+    be a zombie while the others are still on their way out, holding the
+    process's descriptors: a thread woken by SIGKILL that has not run yet
+    still takes a connection queued on a listening socket, and the
+    connection dies with it."""
     st = proc_stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
+    if st is None:
+        return False
+    if st[0] not in ("Z", "X"):
+        return True
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    for tid in tids:
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if raw[raw.rindex(")") + 2:].split()[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _all_pids():

@@ -331,8 +331,9 @@ def test_killed_worker_is_respawned(neonfcgi, nginx):
         victim = before[0]
         os.kill(victim, signal.SIGKILL)
         # kill() returns before the process is gone; a connection the victim
-        # accepts in that instant dies with it (a 502 no server can avoid).
-        # From the moment it is dead, every request must succeed.
+        # accepts in that instant dies with it (a 502 no server can avoid),
+        # and that instant lasts until its last thread has exited, not just
+        # its main one. From the moment it is dead, every request must succeed.
         wait_until(lambda: not pid_alive(victim), 2.0, what=f"worker {victim} to die")
         statuses = []
 
