@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -468,10 +469,33 @@ static void note_request_done(struct worker *w)
 	}
 }
 
+/* A request thread under the normal policy moves to SCHED_BATCH, under which
+ * a thread that wakes up does not preempt the one running. Ours wake for
+ * every connection, every answer from the database and every close by the
+ * web server; preempting nginx or a sibling thread at each of those costs
+ * more CPU per request than our own work does (bench/results/README.md,
+ * finding 7). It needs no privilege, and a thread that wakes on an idle CPU
+ * runs at once all the same. A policy the operator chose (chrt, systemd's
+ * CPUSchedulingPolicy=) is kept. */
+static void set_sched(const struct request_thread *t)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+	int policy, rc;
+
+	if (pthread_getschedparam(pthread_self(), &policy, &sp) != 0 || policy != SCHED_OTHER)
+		return;
+	sp.sched_priority = 0;
+	rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	if (rc != 0 && t == &t->w->threads[0])
+		log_write(LOG_LEVEL_WARN, rc, "request threads keep the normal scheduling policy");
+}
+
 static void *request_thread_main(void *arg)
 {
 	struct request_thread *t = arg;
 	FCGX_Request req;
+
+	set_sched(t);
 
 	/* listen_sock -1: libfcgi must never accept by itself (after a bad first
 	 * record it would otherwise block in accept() where we cannot wake it). */

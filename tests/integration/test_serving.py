@@ -353,6 +353,43 @@ def test_killed_worker_is_respawned(neonfcgi, nginx):
         srv.wait_log(death_line(victim), 3.0, flags=re.M | re.I)
 
 
+SCHED_OTHER, SCHED_BATCH, SCHED_IDLE = 0, 3, 5
+
+
+def thread_policies(pid):
+    """{tid: scheduling policy} of every thread of pid (/proc/PID/task/TID/stat
+    field 41)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            raw = open(f"/proc/{pid}/task/{tid}/stat").read()
+        except FileNotFoundError:
+            continue
+        out[int(tid)] = int(raw[raw.rindex(")") + 2:].split()[38])
+    return out
+
+
+def test_request_threads_run_under_sched_batch(neonfcgi):
+    # Each worker's request threads, and only they, leave the normal policy;
+    # the master, each worker's main thread and its waiting room keep it.
+    with neonfcgi.start(WORKERS=2, WORKER_THREADS=3) as srv:
+        for w in srv.wait_workers(2):
+            wait_until(lambda: sorted(thread_policies(w).values()).count(SCHED_BATCH) == 3, 3.0,
+                       what=f"three SCHED_BATCH threads in worker {w}: {thread_policies(w)}")
+            pol = thread_policies(w)
+            assert pol[w] == SCHED_OTHER, f"worker {w}'s main thread: {pol}"
+            assert sorted(pol.values()) == [SCHED_OTHER] * (len(pol) - 3) + [SCHED_BATCH] * 3, \
+                str(pol)
+        assert set(thread_policies(srv.pid).values()) == {SCHED_OTHER}
+        assert fcgi_request(srv.socket, fcgi_params("/health")).status == 200
+    # A policy the operator chose is kept.
+    with neonfcgi.start(WORKERS=1, WORKER_THREADS=3, wrap=["chrt", "--idle", "0"]) as srv:
+        w = srv.wait_workers(1)[0]
+        wait_until(lambda: len(thread_policies(w)) >= 5, 3.0, what=f"worker {w}'s threads")
+        assert fcgi_request(srv.socket, fcgi_params("/health")).status == 200
+        assert set(thread_policies(w).values()) == {SCHED_IDLE}, str(thread_policies(w))
+
+
 def test_sigterm_stops_gracefully(neonfcgi):
     with neonfcgi.start(WORKERS=2, SHUTDOWN_TIMEOUT_MS=3000) as srv:
         workers = srv.wait_workers(2)
