@@ -11,6 +11,9 @@ Rows (one nginx server block each, access_log off):
                     per request, with as many processes as the product may hold
                     database connections (and once with WORKERS processes, for
                     the memory comparison)
+  ... SCHED_BATCH   both floors once more at c=128 under `chrt --batch`, the
+                    policy the product's request threads take: how much of the
+                    product's lead is that policy
   pgbench-select1   pgbench -f select1.sql over TLS, one client per product
                     connection: the database's own ceiling
   neonfcgi ...      /health and /health/db with the defaults, and with nginx's
@@ -378,7 +381,8 @@ class Nginx:
     upstream connection per request, per worker). Every FastCGI server of the
     bench has its own unix socket and block, so several can be up at once and
     their cells interleaved; only app_kc keeps upstream connections alive."""
-    FCGI = ("floor", "floor_p0", "dbfloor", "app", "app_kc", "sb_on", "sb_off")
+    FCGI = ("floor", "floor_p0", "floor_b", "dbfloor", "dbfloor_b", "app", "app_kc", "sb_on",
+            "sb_off")
 
     def __init__(self, tmp, keepalive):
         self.dir = tmp / "nginx"
@@ -569,15 +573,16 @@ class Bench:
 
 # ------------------------------------------------------------------ servers
 
-def start_floor(bench, block, processes, db_port=None, extra=None):
-    """fcgi-floor, or fcgi-db-floor connecting to db_port, on block's socket."""
+def start_floor(bench, block, processes, db_port=None, extra=None, wrap=()):
+    """fcgi-floor, or fcgi-db-floor connecting to db_port, on block's socket;
+    wrap: a command prefix that execs it."""
     binary = BINDIR / ("fcgi-db-floor" if db_port else "fcgi-floor")
     appname = f"{binary.name}-{block}"
     env = dict(os.environ, **(extra or {}))
     if db_port:
         env["DATABASE_URL"] = bench.db.url_for(appname, db_port)
-    srv = Server(f"{binary.name} x{processes}", [str(binary), str(bench.nginx.socks[block]),
-                                                 str(processes)],
+    srv = Server(f"{binary.name} x{processes}", [*wrap, str(binary),
+                                                 str(bench.nginx.socks[block]), str(processes)],
                  bench.tmp / f"{block}.log", env=env)
     srv.appname = appname
     if wait_http(bench.nginx.url(block, "/health"), srv) != 200:
@@ -643,6 +648,8 @@ def stop(*servers):
 # ------------------------------------------------------------------- phases
 
 POLL0 = {"LIBFCGI_OS_CLOSE_POLL_TIMEOUT": "0"}
+BATCH = ("chrt", "--batch", "0")
+BATCH_C = 128  # the one concurrency the SCHED_BATCH floors run at
 
 
 def phase_main(bench, sizing, product):
@@ -653,6 +660,10 @@ def phase_main(bench, sizing, product):
     floor = start_floor(bench, "floor", w)
     floor_p0 = start_floor(bench, "floor_p0", w, extra=POLL0)
     dbfloor = start_floor(bench, "dbfloor", conns, db_port=bench.db.port)
+    batch = None
+    if BATCH_C in CONCS and shutil.which(BATCH[0]):
+        batch = (start_floor(bench, "floor_b", w, wrap=BATCH),
+                 start_floor(bench, "dbfloor_b", conns, db_port=bench.db.port, wrap=BATCH))
     app = app_kc = None
     if product:
         app, st = start_product(bench, "app")
@@ -665,9 +676,10 @@ def phase_main(bench, sizing, product):
     for rnd in range(ROUNDS):
         say(f"round {rnd + 1} of {ROUNDS}")
         for c in CONCS:
-            main_cells(bench, w, conns, c, floor, floor_p0, dbfloor, app, app_kc, db_ok)
+            main_cells(bench, w, conns, c, floor, floor_p0, dbfloor, app, app_kc, db_ok,
+                       batch if c == BATCH_C else None)
     bench.rows[start:] = merge_rounds(bench.rows[start:])
-    stop(floor, floor_p0, dbfloor, app_kc)
+    stop(floor, floor_p0, dbfloor, app_kc, *(batch or ()))
     phase_alone(bench, sizing, app, db_ok)
 
 
@@ -695,8 +707,9 @@ def merge_rounds(rows):
     return out
 
 
-def main_cells(bench, w, conns, c, floor, floor_p0, dbfloor, app, app_kc, db_ok):
-    """One round at one c: each floor, then the product rows compared with it."""
+def main_cells(bench, w, conns, c, floor, floor_p0, dbfloor, app, app_kc, db_ok, batch):
+    """One round at one c: each floor, then the product rows compared with it;
+    batch: the (fcgi-floor, fcgi-db-floor) pair under SCHED_BATCH, or None."""
     kc = f"keep-conn (keepalive {bench.nginx.keepalive})"
     bench.cell(bench.rows, "nginx-return", "return", "/", c, None)
     bench.cell(bench.rows, f"fcgi-floor ({w} proc)", "floor", "/", c, floor, kind="floor")
@@ -707,6 +720,9 @@ def main_cells(bench, w, conns, c, floor, floor_p0, dbfloor, app, app_kc, db_ok)
                    kind="health-kc", ref="floor")
     bench.cell(bench.rows, f"fcgi-floor ({w} proc) poll=0", "floor_p0", "/", c, floor_p0,
                kind="floor-poll0", ref="floor")
+    if batch:
+        bench.cell(bench.rows, f"fcgi-floor ({w} proc) SCHED_BATCH", "floor_b", "/", c,
+                   batch[0], kind="floor-batch", ref="floor")
     bench.cell(bench.rows, f"fcgi-db-floor ({conns} proc)", "dbfloor", "/", c, dbfloor,
                kind="dbfloor")
     if db_ok:
@@ -714,6 +730,9 @@ def main_cells(bench, w, conns, c, floor, floor_p0, dbfloor, app, app_kc, db_ok)
                    kind="db", ref="dbfloor")
         bench.cell(bench.rows, f"neonfcgi /health/db {kc}", "app_kc", "/health/db", c,
                    app_kc, kind="db-kc", ref="dbfloor")
+    if batch:
+        bench.cell(bench.rows, f"fcgi-db-floor ({conns} proc) SCHED_BATCH", "dbfloor_b", "/", c,
+                   batch[1], kind="dbfloor-batch", ref="dbfloor")
 
 
 def phase_alone(bench, sizing, app, db_ok):
@@ -1026,7 +1045,7 @@ def verdicts(bench, sizing):
               all(r["new_conns"] == 0 for r in db),
               ", ".join(f"c={r['c']}{' kc' if r['kind'] == 'db-kc' else ''}: {r['new_conns']}"
                         for r in db))
-    prod = [r for r in bench.rows if r.get("ref")]
+    prod = [r for r in bench.rows if r.get("ref") and "floor" not in r["kind"]]
     if prod:
         worst = max((r["backends"] or 0) for r in prod)
         check(f"app backends never above the bound ({sizing['bound']})",
@@ -1054,16 +1073,19 @@ def verdicts(bench, sizing):
 
 
 def findings(bench):
-    """libfcgi's close-time poll, measured: poll=0 rows against their twins."""
+    """Variants of the floors against the floors: libfcgi's close-time poll
+    disabled, and the scheduling policy the product's threads take."""
     out = []
-    pairs = (("floor-poll0", "floor", "fcgi-floor"),)
-    for kind, base, label in pairs:
+    pairs = (("floor-poll0", "floor", "fcgi-floor", "LIBFCGI_OS_CLOSE_POLL_TIMEOUT=0"),
+             ("floor-batch", "floor", "fcgi-floor", "SCHED_BATCH"),
+             ("dbfloor-batch", "dbfloor", "fcgi-db-floor", "SCHED_BATCH"))
+    for kind, base, label, what in pairs:
         for r in bench.rows:
             if r.get("kind") != kind:
                 continue
             b = next((x for x in bench.rows if x.get("kind") == base and x["c"] == r["c"]), None)
             if b:
-                out.append(f"- {label} c={r['c']}: LIBFCGI_OS_CLOSE_POLL_TIMEOUT=0 gives "
+                out.append(f"- {label} c={r['c']}: {what} gives "
                            f"{fmt(ratio(r, b, 'rps'), '{:.2f}')}× req/s, "
                            f"{fmt(ratio(r, b, 'app_us'), '{:.2f}')}× app CPU/req, "
                            f"{fmt(ratio(r, b, 'p99'), '{:.2f}')}× p99")
@@ -1147,7 +1169,8 @@ def report(bench, sizing, header):
                   scoreboard_section(bench)]
     parts += ["", "### Targets", "", verdicts(bench, sizing)]
     if findings(bench):
-        parts += ["", "### libfcgi close-time poll (OS_Close)", "", findings(bench)]
+        parts += ["", "### Floor variants: libfcgi's close-time poll (OS_Close), SCHED_BATCH",
+                  "", findings(bench)]
     if bench.notes:
         parts += ["", "### Notes", ""] + [f"- {n}" for n in bench.notes]
     return "\n".join(parts) + "\n"
@@ -1183,7 +1206,8 @@ def header_text(sizing, cfg_source, keepalive):
             f"machine's CPU used by processes outside the bench during the cell, in % of all "
             f"cores: the noise. Ratios compare with the floor row at the same c "
             f"(fcgi-floor for /health, fcgi-db-floor for /health/db). \"poll=0\" runs set "
-            f"LIBFCGI_OS_CLOSE_POLL_TIMEOUT=0. A cell with `other CPU %` above {MAX_NOISE:g} was "
+            f"LIBFCGI_OS_CLOSE_POLL_TIMEOUT=0; \"SCHED_BATCH\" rows run the floor under "
+            f"`chrt --batch`, the policy of the product's request threads. A cell with `other CPU %` above {MAX_NOISE:g} was "
             f"measured again (up to {MAX_ATTEMPTS} times, {RETRY_BUDGET_S:g} s in all) and the "
             f"quietest attempt kept; a star marks one still above.")
 
