@@ -484,7 +484,6 @@ static void set_sched(const struct request_thread *t)
 
 	if (pthread_getschedparam(pthread_self(), &policy, &sp) != 0 || policy != SCHED_OTHER)
 		return;
-	sp.sched_priority = 0;
 	rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	if (rc != 0 && t == &t->w->threads[0])
 		log_write(LOG_LEVEL_WARN, rc, "request threads keep the normal scheduling policy");

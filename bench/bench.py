@@ -1169,8 +1169,8 @@ def report(bench, sizing, header):
                   scoreboard_section(bench)]
     parts += ["", "### Targets", "", verdicts(bench, sizing)]
     if findings(bench):
-        parts += ["", "### Floor variants: libfcgi's close-time poll (OS_Close), SCHED_BATCH",
-                  "", findings(bench)]
+        parts += ["", "### Floor variants: libfcgi's close-time poll (OS_Close), "
+                  "SCHED_BATCH", "", findings(bench)]
     if bench.notes:
         parts += ["", "### Notes", ""] + [f"- {n}" for n in bench.notes]
     return "\n".join(parts) + "\n"
@@ -1207,9 +1207,10 @@ def header_text(sizing, cfg_source, keepalive):
             f"cores: the noise. Ratios compare with the floor row at the same c "
             f"(fcgi-floor for /health, fcgi-db-floor for /health/db). \"poll=0\" runs set "
             f"LIBFCGI_OS_CLOSE_POLL_TIMEOUT=0; \"SCHED_BATCH\" rows run the floor under "
-            f"`chrt --batch`, the policy of the product's request threads. A cell with `other CPU %` above {MAX_NOISE:g} was "
-            f"measured again (up to {MAX_ATTEMPTS} times, {RETRY_BUDGET_S:g} s in all) and the "
-            f"quietest attempt kept; a star marks one still above.")
+            f"`chrt --batch`, the policy of the product's request threads. A cell with "
+            f"`other CPU %` above {MAX_NOISE:g} was measured again (up to {MAX_ATTEMPTS} "
+            f"times, {RETRY_BUDGET_S:g} s in all) and the quietest attempt kept; a star marks "
+            f"one still above.")
 
 
 def on_signal(sig, _frame):

@@ -137,29 +137,31 @@ def proc_stat(pid):
     return rest[0], int(rest[1]), int(rest[2])
 
 
+def thread_stats(pid):
+    """{tid: fields of /proc/<pid>/task/<tid>/stat from the state on} for each
+    thread of a process ({} when it is gone): fields[0] is the state,
+    fields[38] the scheduling policy."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return out
+    for tid in tids:
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        out[int(tid)] = raw[raw.rindex(")") + 2:].split()
+    return out
+
+
 def pid_alive(pid):
     """True until every thread of the process has exited. The main thread can
     be a zombie while the others are still on their way out, holding the
     process's descriptors: a thread woken by SIGKILL that has not run yet
     still takes a connection queued on a listening socket, and the
     connection dies with it."""
-    st = proc_stat(pid)
-    if st is None:
-        return False
-    if st[0] not in ("Z", "X"):
-        return True
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    for tid in tids:
-        try:
-            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if raw[raw.rindex(")") + 2:].split()[0] not in ("Z", "X"):
-            return True
-    return False
+    return any(f[0] not in ("Z", "X") for f in thread_stats(pid).values())
 
 
 def _all_pids():

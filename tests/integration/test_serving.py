@@ -16,7 +16,7 @@ import time
 
 from harness import (CLEAN_PATH, RECORD, REPO, descendants_of, fail, fcgi_params,
                      fcgi_request, free_port, http_request, kill_quietly, pid_alive, tail,
-                     wait_until)
+                     thread_stats, wait_until)
 
 EX_USAGE = 64
 EX_CONFIG = 78
@@ -357,16 +357,8 @@ SCHED_OTHER, SCHED_BATCH, SCHED_IDLE = 0, 3, 5
 
 
 def thread_policies(pid):
-    """{tid: scheduling policy} of every thread of pid (/proc/PID/task/TID/stat
-    field 41)."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            raw = open(f"/proc/{pid}/task/{tid}/stat").read()
-        except FileNotFoundError:
-            continue
-        out[int(tid)] = int(raw[raw.rindex(")") + 2:].split()[38])
-    return out
+    """{tid: scheduling policy} of every thread of pid."""
+    return {tid: int(f[38]) for tid, f in thread_stats(pid).items()}
 
 
 def test_request_threads_run_under_sched_batch(neonfcgi):
@@ -374,7 +366,7 @@ def test_request_threads_run_under_sched_batch(neonfcgi):
     # the master, each worker's main thread and its waiting room keep it.
     with neonfcgi.start(WORKERS=2, WORKER_THREADS=3) as srv:
         for w in srv.wait_workers(2):
-            wait_until(lambda: sorted(thread_policies(w).values()).count(SCHED_BATCH) == 3, 3.0,
+            wait_until(lambda: list(thread_policies(w).values()).count(SCHED_BATCH) == 3, 3.0,
                        what=f"three SCHED_BATCH threads in worker {w}: {thread_policies(w)}")
             pol = thread_policies(w)
             assert pol[w] == SCHED_OTHER, f"worker {w}'s main thread: {pol}"
