@@ -60,11 +60,13 @@ test_migrate_SRCS := app/migrate.c app/retry.c
 test_pgconn_SRCS := app/pgconn.c
 test_pool_SRCS := app/pool.c app/retry.c app/pgconn.c app/scoreboard.c app/router.c
 test_health_SRCS := app/health.c app/pgconn.c app/log.c
+# The utility layer (allocation, clock) is linked into every test and fuzz target.
+UTIL_SRCS := app/xalloc.c app/clock.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 .SECONDEXPANSION:
-$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $$(wildcard include/*.h) | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $(UTIL_SRCS) $$(wildcard include/*.h) | $(BUILD)/tests
 	$(CC) $(FINAL_CFLAGS) $(CMOCKA_CFLAGS) -Wno-missing-prototypes \
 		$(filter %.c,$^) -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS) $(CMOCKA_LIBS) -lm
 
@@ -183,7 +185,7 @@ FUZZ_NAMES := envfile config router fcgiguard
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 build/fuzz:
 	mkdir -p $@
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fuzz_$$*_SRCS) $$(wildcard include/*.h) | build/fuzz
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fuzz_$$*_SRCS) $(UTIL_SRCS) $$(wildcard include/*.h) | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) $(filter %.c,$^) -o $@ $(PKG_LIBS) -lm
 .PHONY: fuzz-bins fuzz-check
 fuzz-bins: $(FUZZ_BINS)

@@ -880,7 +880,7 @@ static void check_budget(struct load *ld)
 	if (c->db_connection_budget < 0 || is_bad(ld, "WORKERS") || is_bad(ld, "DB_POOL_SIZE") ||
 	    is_bad(ld, "DB_MAX_OVERFLOW"))
 		return;
-	need = c->workers * (c->db_pool_size + c->db_max_overflow);
+	need = config_db_bound(c);
 	if (need <= c->db_connection_budget)
 		return;
 	problems_add(ld->p,

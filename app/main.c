@@ -74,7 +74,7 @@ static void banner(const struct config *cfg, const struct listener *l)
 		 "threads=%ld pool_size=%ld max_overflow=%ld max_db_connections=%ld db=\"%s\"",
 		 NEONFCGI_VERSION, pq / 10000, pq % 10000, jansson_version_str(), l->address,
 		 cfg->workers, cfg->worker_threads, cfg->db_pool_size, cfg->db_max_overflow,
-		 cfg->workers * (cfg->db_pool_size + cfg->db_max_overflow), target);
+		 config_db_bound(cfg), target);
 	if (cfg->db_sslmode_require)
 		log_warnx("sslmode=require encrypts but does not authenticate the server: "
 			  "prefer verify-full");

@@ -148,7 +148,7 @@ static void render_pool_gauges(struct buf *b, const struct sb_pool *p, const str
 	      sb_gauge_get(&p->waiting));
 	gauge(b, "db_pool_max_connections",
 	      "Configured bound: WORKERS x (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
-	      cfg->workers * (cfg->db_pool_size + cfg->db_max_overflow));
+	      config_db_bound(cfg));
 	gauge(b, "db_pool_size", "Configured DB_POOL_SIZE (per worker).", cfg->db_pool_size);
 	gauge(b, "db_pool_max_overflow", "Configured DB_MAX_OVERFLOW (per worker).",
 	      cfg->db_max_overflow);

@@ -60,6 +60,35 @@ int64_t retry_backoff_until(struct retry_rng *r, int attempt, int64_t base_ms, i
 	return wait;
 }
 
+struct retry_policy retry_connect_policy(int retries, int64_t base_ms)
+{
+	struct retry_policy pol = {
+		.retries = retries,
+		.base_ms = base_ms,
+		.cap_ms = base_ms > RETRY_BACKOFF_CAP_MS ? base_ms : RETRY_BACKOFF_CAP_MS,
+	};
+	return pol;
+}
+
+enum retry_step retry_run(const struct retry_policy *pol, struct retry_rng *rng,
+			  int64_t deadline_ms, retry_attempt_fn attempt,
+			  retry_failed_fn on_failed, void *arg)
+{
+	for (int n = 0;; n++) {
+		if (attempt(arg, n) == RETRY_DONE)
+			return RETRY_DONE;
+		int64_t wait = -1;
+		if (n < pol->retries)
+			wait = retry_backoff_until(rng, n, pol->base_ms, pol->cap_ms,
+						   clock_now_ms(), deadline_ms);
+		if (on_failed != NULL)
+			on_failed(arg, n, wait);
+		if (wait < 0)
+			return RETRY_AGAIN;
+		(pol->sleep_ms != NULL ? pol->sleep_ms : clock_sleep_ms)(wait);
+	}
+}
+
 static int64_t breaker_now(const struct retry_breaker *b)
 {
 	return b->clock ? b->clock(b->clock_arg) : clock_now_ms();

@@ -188,7 +188,7 @@ static void pool_view(const struct worker *w, struct health_pool_view *v)
 	v->in_use = (long)sb_gauge_get(&sum.in_use);
 	v->waiting = (long)sb_gauge_get(&sum.waiting);
 	v->breakers_open = (long)sb_gauge_get(&sum.breaker_open);
-	v->max = w->cfg->workers * (w->cfg->db_pool_size + w->cfg->db_max_overflow);
+	v->max = config_db_bound(w->cfg);
 }
 
 static void respond_health_db(struct worker *w, struct response *r)

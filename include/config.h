@@ -70,6 +70,12 @@ struct config_source {
 int config_load(struct config *cfg, const struct config_source *src, struct problems *p)
 	__attribute__((warn_unused_result));
 void config_free(struct config *cfg);
+/* The instance's bound on database connections, WORKERS × (DB_POOL_SIZE +
+ * DB_MAX_OVERFLOW) (DESIGN.md §1); the one place it is computed. */
+static inline long config_db_bound(const struct config *cfg)
+{
+	return cfg->workers * (cfg->db_pool_size + cfg->db_max_overflow);
+}
 /* Print the effective configuration, one KEY=value a line, secrets redacted. */
 void config_print(const struct config *cfg, FILE *out);
 /* Copy a connection string (URI or key=value) with the password replaced by

@@ -27,6 +27,41 @@ int64_t retry_backoff_until(struct retry_rng *r, int attempt, int64_t base_ms, i
 			    int64_t now_ms, int64_t deadline_ms)
     __attribute__((warn_unused_result));
 
+/* The cap of every connect backoff: a waking Neon compute answers within
+ * seconds, so a caller looks again at least this often. */
+#define RETRY_BACKOFF_CAP_MS 2000
+
+/* How an operation is retried: up to `retries` times after the first attempt,
+ * full-jitter waits from base_ms doubling up to cap_ms. */
+struct retry_policy {
+	int retries;
+	int64_t base_ms;
+	int64_t cap_ms;
+	void (*sleep_ms)(int64_t ms); /* NULL: clock_sleep_ms (tests pass a fake) */
+};
+
+/* The policy of database connects: cap RETRY_BACKOFF_CAP_MS, or base_ms when
+ * an operator configured a larger base. */
+struct retry_policy retry_connect_policy(int retries, int64_t base_ms);
+
+/* What one attempt of a retried operation came to. */
+enum retry_step {
+	RETRY_DONE,  /* succeeded, or failed in a way a retry cannot change */
+	RETRY_AGAIN, /* failed transiently: worth another attempt */
+};
+typedef enum retry_step (*retry_attempt_fn)(void *arg, int attempt);
+/* Told after each transient failure: wait_ms before the next attempt, or -1
+ * when the loop gives up (no retries left, or the wait would reach the deadline). */
+typedef void (*retry_failed_fn)(void *arg, int attempt, int64_t wait_ms);
+
+/* The one connect-and-retry loop: run attempt (numbered from 0) until it is
+ * RETRY_DONE or the loop gives up; never waits past deadline_ms (INT64_MAX:
+ * no deadline). Returns the last step, so RETRY_AGAIN means it gave up.
+ * on_failed may be NULL. rng is the caller's (not shared without a lock). */
+enum retry_step retry_run(const struct retry_policy *pol, struct retry_rng *rng,
+			  int64_t deadline_ms, retry_attempt_fn attempt,
+			  retry_failed_fn on_failed, void *arg);
+
 typedef int64_t (*retry_clock_fn)(void *arg);
 
 enum retry_breaker_state { RETRY_BREAKER_CLOSED, RETRY_BREAKER_OPEN, RETRY_BREAKER_HALF_OPEN };

@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include "clock.h"
 #include "retry.h"
 
 struct fake_clock {
@@ -263,6 +264,94 @@ static void breaker_state_names(void **state)
 	assert_string_equal(retry_breaker_state_name(RETRY_BREAKER_HALF_OPEN), "half_open");
 }
 
+/* ---- the retry loop ---- */
+
+struct scripted {
+	enum retry_step steps[8]; /* what attempt n returns */
+	int attempts;
+	int64_t waits[8]; /* what on_failed was told, in order */
+	int failed_calls;
+	int64_t slept;
+};
+
+static struct scripted *sleeping; /* the fake sleeper's target */
+
+static void fake_sleep(int64_t ms)
+{
+	sleeping->slept += ms;
+}
+
+static enum retry_step scripted_attempt(void *arg, int attempt)
+{
+	struct scripted *s = arg;
+
+	assert_int_equal(attempt, s->attempts);
+	return s->steps[s->attempts++];
+}
+
+static void scripted_failed(void *arg, int attempt, int64_t wait_ms)
+{
+	struct scripted *s = arg;
+
+	assert_int_equal(attempt, s->failed_calls);
+	s->waits[s->failed_calls++] = wait_ms;
+}
+
+static enum retry_step run_scripted(struct scripted *s, int retries, int64_t deadline_ms)
+{
+	struct retry_policy pol = retry_connect_policy(retries, 10);
+	struct retry_rng rng;
+
+	pol.sleep_ms = fake_sleep;
+	sleeping = s;
+	retry_rng_seed(&rng, 7);
+	return retry_run(&pol, &rng, deadline_ms, scripted_attempt, scripted_failed, s);
+}
+
+static void loop_stops_at_first_done(void **state)
+{
+	(void)state;
+	struct scripted s = { .steps = { RETRY_AGAIN, RETRY_DONE } };
+
+	assert_int_equal(run_scripted(&s, 3, INT64_MAX), RETRY_DONE);
+	assert_int_equal(s.attempts, 2);
+	assert_int_equal(s.failed_calls, 1);
+	assert_true(s.waits[0] >= 0 && s.waits[0] <= 10);
+	assert_int_equal(s.slept, s.waits[0]);
+}
+
+static void loop_gives_up_after_its_retries(void **state)
+{
+	(void)state;
+	struct scripted s = { .steps = { RETRY_AGAIN, RETRY_AGAIN, RETRY_AGAIN, RETRY_AGAIN } };
+
+	assert_int_equal(run_scripted(&s, 2, INT64_MAX), RETRY_AGAIN);
+	assert_int_equal(s.attempts, 3); /* the first attempt and two retries */
+	assert_int_equal(s.failed_calls, 3);
+	assert_true(s.waits[1] >= 0);
+	assert_int_equal(s.waits[2], -1); /* told that it gave up */
+}
+
+static void loop_never_waits_past_the_deadline(void **state)
+{
+	(void)state;
+	struct scripted s = { .steps = { RETRY_AGAIN, RETRY_DONE } };
+
+	/* A deadline already passed: no wait, no second attempt. */
+	assert_int_equal(run_scripted(&s, 5, clock_now_ms() - 1), RETRY_AGAIN);
+	assert_int_equal(s.attempts, 1);
+	assert_int_equal(s.waits[0], -1);
+	assert_int_equal(s.slept, 0);
+}
+
+static void connect_policy_caps_at_two_seconds_or_the_base(void **state)
+{
+	(void)state;
+	assert_int_equal(retry_connect_policy(3, 100).cap_ms, RETRY_BACKOFF_CAP_MS);
+	assert_int_equal(retry_connect_policy(3, 5000).cap_ms, 5000);
+	assert_int_equal(retry_connect_policy(3, 100).retries, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +368,10 @@ int main(void)
 		cmocka_unit_test(breaker_late_failures_do_not_extend_or_spoil),
 		cmocka_unit_test(breaker_concurrent_callers_get_one_probe),
 		cmocka_unit_test(breaker_state_names),
+		cmocka_unit_test(loop_stops_at_first_done),
+		cmocka_unit_test(loop_gives_up_after_its_retries),
+		cmocka_unit_test(loop_never_waits_past_the_deadline),
+		cmocka_unit_test(connect_policy_caps_at_two_seconds_or_the_base),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
