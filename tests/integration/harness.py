@@ -59,6 +59,18 @@ def skip(msg):
     raise Skip(msg)
 
 
+def need(*tools):
+    """Skip the test unless every tool is installed (on CLEAN_PATH); returns
+    their paths."""
+    paths = []
+    for t in tools:
+        path = shutil.which(t, path=CLEAN_PATH)
+        if not path:
+            skip(f"{t} not installed (scripts/deps.sh test)")
+        paths.append(path)
+    return paths
+
+
 def slow(fn):
     """Decorator: a slow test, skipped when INTEGRATION_SKIP_SLOW=1 (the
     sanitizer pass of `make check` sets it to stay within CI's budget)."""
@@ -164,19 +176,21 @@ def pid_alive(pid):
     return any(f[0] not in ("Z", "X") for f in thread_stats(pid).values())
 
 
-def _all_pids():
-    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+def _live_pids(field, value):
+    """Live (non-zombie) pids whose /proc/<pid>/stat `field` (1 = ppid,
+    2 = pgid) equals value, sorted."""
+    out = []
+    for d in os.listdir("/proc"):
+        st = proc_stat(d) if d.isdigit() else None
+        if st and st[field] == value and st[0] not in ("Z", "X"):
+            out.append(int(d))
+    return sorted(out)
 
 
 def children_of(pid):
     """Live (non-zombie) child pids of pid, sorted. Scans /proc/*/stat because
     /proc/<pid>/task/*/children needs CONFIG_PROC_CHILDREN."""
-    out = []
-    for p in _all_pids():
-        st = proc_stat(p)
-        if st and st[1] == pid and st[0] not in ("Z", "X"):
-            out.append(p)
-    return sorted(out)
+    return _live_pids(1, pid)
 
 
 def descendants_of(pid):
@@ -189,12 +203,7 @@ def descendants_of(pid):
 
 
 def process_group_members(pgid):
-    out = []
-    for p in _all_pids():
-        st = proc_stat(p)
-        if st and st[2] == pgid and st[0] not in ("Z", "X"):
-            out.append(p)
-    return sorted(out)
+    return _live_pids(2, pgid)
 
 
 def kill_quietly(pid, sig=signal.SIGKILL):
@@ -211,6 +220,67 @@ def _kill_group(pgid):
         pass
 
 
+# Every signal a child gets back at its default disposition. An ignored
+# signal stays ignored across exec and a blocked one stays blocked, so a
+# runner started as a background job of a script (`(make check &)`: SIGINT
+# and SIGQUIT ignored) would hand that on: scripts/run.sh then cannot even
+# trap SIGINT, and Ctrl-C never stops `make run`.
+_CHILD_DEFAULT_SIGNALS = tuple(s for s in signal.valid_signals()
+                               if s not in (signal.SIGKILL, signal.SIGSTOP))
+
+
+def _default_signals():
+    """preexec_fn of every child (see spawn)."""
+    for sig in _CHILD_DEFAULT_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):  # glibc keeps 32 and 33
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+def spawn(args, new_session=True, **popen_kwargs):
+    """The one way the tests start a process: subprocess.Popen of args, in a
+    session (and process group) of its own unless new_session=False, with
+    every signal at its default disposition and none blocked, whatever the
+    runner inherited."""
+    return subprocess.Popen([str(a) for a in args], preexec_fn=_default_signals,
+                            start_new_session=new_session, **popen_kwargs)
+
+
+@contextlib.contextmanager
+def as_background_job(blocked=(signal.SIGUSR1,)):
+    """The runner's signal state, for a while, as a script's `(make check &)`
+    leaves it: SIGINT and SIGQUIT ignored (a non-interactive shell's
+    background job), SIGHUP ignored (nohup), and `blocked` blocked; restored
+    afterwards. What spawn() must not hand on."""
+    ignored = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in ignored}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def halt(proc, *steps):
+    """Stop a process from spawn() and what is left of its process group:
+    for each (signal, seconds) step while it runs, send the signal and wait
+    that long; then SIGKILL the group and reap the process. Returns its exit
+    status."""
+    for sig, seconds in steps:
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=seconds)
+    _kill_group(proc.pid)
+    if proc.poll() is None:
+        proc.kill()
+    return proc.wait()
+
+
 @dataclass
 class Result:
     """Outcome of a one-shot command."""
@@ -223,34 +293,71 @@ class Result:
     def output(self):
         return self.stdout + self.stderr
 
-    def describe(self):
-        return (f"{' '.join(map(str, self.args))} -> exit {self.rc}\n"
-                f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
+    def describe(self, limit=None, secret=None):
+        """The command, its exit code and its output (the last `limit`
+        characters of each stream when limit is given), secret hidden."""
+        cut = slice(-limit if limit else None, None)
+        return hide(f"{' '.join(map(str, self.args))} -> exit {self.rc}\n"
+                    f"--- stdout\n{self.stdout[cut]}--- stderr\n{self.stderr[cut]}", secret)
+
+    def expect(self, rc, secret=None):
+        """Fail unless the command printed no secret (the database password)
+        and exited rc; returns self."""
+        if secret and secret in self.output:
+            fail(f"the database password was printed\n{self.describe(secret=secret)}")
+        if self.rc != rc:
+            fail(f"exit code {self.rc}, expected {rc}\n{self.describe(secret=secret)}")
+        return self
 
 
-def run_command(args, env, cwd, timeout=15.0, label=None, stdin=subprocess.DEVNULL):
+def run_command(args, env, cwd, timeout=15.0, label=None, stdin=subprocess.DEVNULL,
+                input=None, record=True, check=False):
     """Run a command to completion within timeout (else kill it and fail);
-    stdout/stderr are recorded for the leak check."""
-    proc = subprocess.Popen([str(a) for a in args], env=env, cwd=cwd, stdin=stdin,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    input (str or bytes) is written to its stdin; check=True fails unless it
+    exits 0. stdout/stderr are recorded for the leak check unless
+    record=False (output that legitimately holds the password, such as
+    dev-db.sh's URL)."""
+    if input is not None:
+        stdin = subprocess.PIPE
+        input = input.encode() if isinstance(input, str) else input
+    proc = spawn(args, env=env, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE)
+    label = label or str(args[0])
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc.pid)
         out, err = proc.communicate()
-        RECORD.add(f"{label or args[0]} stdout", out)
-        RECORD.add(f"{label or args[0]} stderr", err)
+        if record:
+            RECORD.add(f"{label} stdout", out)
+            RECORD.add(f"{label} stderr", err)
         fail(f"{' '.join(map(str, args))} did not exit within {timeout:g}s\n"
              f"--- stderr\n{err.decode(errors='replace')[-2000:]}")
     except BaseException:
-        _kill_group(proc.pid)
-        proc.wait()
+        halt(proc)
         raise
-    RECORD.add(f"{label or args[0]} stdout", out)
-    RECORD.add(f"{label or args[0]} stderr", err)
-    return Result(list(args), proc.returncode, out.decode(errors="replace"),
-                  err.decode(errors="replace"))
+    if record:
+        RECORD.add(f"{label} stdout", out)
+        RECORD.add(f"{label} stderr", err)
+    res = Result(list(args), proc.returncode, out.decode(errors="replace"),
+                 err.decode(errors="replace"))
+    if check and res.rc != 0:
+        fail(res.describe(limit=1500))
+    return res
+
+
+def hide(text, secret):
+    """text with every occurrence of secret replaced by <PASSWORD>, for a
+    failure message that quotes output."""
+    return text.replace(secret, "<PASSWORD>") if secret else text
+
+
+def read_text(path):
+    """The text of a file (undecodable bytes replaced), "" when it is missing."""
+    try:
+        return Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def tail(path_or_text, lines=25):
@@ -260,6 +367,35 @@ def tail(path_or_text, lines=25):
         except FileNotFoundError:
             return "(no file)"
     return "\n".join(path_or_text.splitlines()[-lines:])
+
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def json_log(text):
+    """The objects of a LOG_FORMAT=json log, each line checked: a JSON
+    object with ts (RFC 3339, UTC), level (one of LOG_LEVELS), pid (a
+    positive integer: the writer's) and msg (a string). Fails at the first
+    line that is not, and when there is no line at all."""
+    objs = []
+    for ln in text.splitlines():
+        try:
+            obj = json.loads(ln)
+        except ValueError:
+            fail(f"log line is not JSON: {ln!r}")
+        assert isinstance(obj, dict), f"log line is not a JSON object: {ln}"
+        missing = [k for k in ("ts", "level", "pid", "msg") if k not in obj]
+        assert not missing, f"missing {missing}: {ln}"
+        pid = obj["pid"]
+        assert type(pid) is int and pid > 0, f"pid is not a number: {ln}"
+        assert isinstance(obj["msg"], str), f"msg is not a string: {ln}"
+        assert obj["level"] in LOG_LEVELS, f"unknown level: {ln}"
+        assert isinstance(obj["ts"], str) and RFC3339_UTC.fullmatch(obj["ts"]), \
+            f"ts is not RFC 3339 UTC: {ln}"
+        objs.append(obj)
+    assert objs, "no log lines at all"
+    return objs
 
 
 # --------------------------------------------------------------------------
@@ -301,10 +437,23 @@ class Response:
         return f"{self.status} {self.reason}\n{hdrs}\n{self.text[:1000]}"
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = str(path)
+
+    def connect(self):
+        self.sock = _connect(self.unix_path, self.timeout)
+
+
 def http_request(port, method="GET", path="/", headers=None, body=None,
-                 host="127.0.0.1", timeout=5.0):
-    """One HTTP/1.1 request on a fresh connection; returns a Response."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+                 host="127.0.0.1", timeout=5.0, unix=None):
+    """One HTTP/1.1 request on a fresh connection to host:port, or to the
+    unix socket path `unix` (port is then ignored); returns a Response."""
+    if unix is not None:
+        conn = _UnixHTTPConnection(unix, timeout)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -314,6 +463,22 @@ def http_request(port, method="GET", path="/", headers=None, body=None,
         conn.close()
     RECORD.add(f"http {method} {path} body", r.body)
     return r
+
+
+def wait_listening(proc, address, what, logs, timeout=10.0):
+    """Until address (a unix socket path or (host, port)) accepts a
+    connection. Fails, quoting logs(), when proc exits first or after
+    timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            fail(f"{what} exited with {proc.returncode} at start-up\n{logs()}")
+        with contextlib.suppress(OSError):
+            _connect(address, 0.5).close()
+            return
+        if time.monotonic() > deadline:
+            fail(f"{what} not listening on {address} after {timeout:g}s\n{logs()}")
+        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------
@@ -492,23 +657,21 @@ class DevDB:
         return env
 
     def sh(self, *args, timeout=90.0, extra_conf=None, check=True):
-        """Run scripts/dev-db.sh ARGS (output not recorded: it holds the URL).
-        Its own process group: a Ctrl-C meant for the runner does not cut it
-        short, and an interrupted call is killed with all its children."""
-        p = subprocess.Popen([str(DEV_DB_SH), *args], env=self._env(extra_conf), cwd="/",
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except BaseException:
-            _kill_group(p.pid)
-            p.communicate()
-            raise
-        proc = subprocess.CompletedProcess(p.args, p.returncode, out, err)
-        if check and proc.returncode != 0:
-            fail(f"dev-db.sh {' '.join(args)} failed ({proc.returncode}): "
-                 f"{proc.stderr.strip()[-1500:]}")
-        return proc
+        """Run scripts/dev-db.sh ARGS; returns a Result (output not recorded:
+        it holds the URL). Its own process group: a Ctrl-C meant for the
+        runner does not cut it short, and an interrupted call is killed with
+        all its children."""
+        res = run_command([DEV_DB_SH, *args], self._env(extra_conf), "/", timeout,
+                          label="dev-db.sh", record=False)
+        if check and res.rc != 0:
+            fail(f"dev-db.sh {' '.join(args)} failed ({res.rc}): "
+                 f"{res.stderr.strip()[-1500:]}")
+        return res
+
+    def psql_process(self, *args, **popen_kwargs):
+        """A long-lived `dev-db.sh psql ARGS` as the superuser (spawn()ed:
+        stop it with halt())."""
+        return spawn([DEV_DB_SH, "psql", *args], env=self._env(), cwd="/", **popen_kwargs)
 
     def start(self, extra_conf=None):
         """Start (or resume after halt()); returns the URL."""
@@ -535,7 +698,7 @@ class DevDB:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def running(self):
-        return self.sh("status", check=False).returncode == 0
+        return self.sh("status", check=False).rc == 0
 
     def pid(self):
         return int(self.sh("pid").stdout.strip())
@@ -545,6 +708,12 @@ class DevDB:
         (unaligned, tuples only: one row a line, columns separated by |)."""
         return self.sh("psql", "-v", "ON_ERROR_STOP=1", "-Atq", "-c", sql, *args,
                        timeout=timeout).stdout
+
+    def app_url(self, application_name):
+        """The URL with application_name set, so that pg_stat_activity tells
+        a test's backends from any other client's."""
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.url).query))
+        return self.url_variant(query={**query, "application_name": application_name})
 
     def url_variant(self, scheme=None, user=None, password=None, host=None, port=None,
                     dbname=None, query=None):
@@ -586,9 +755,8 @@ class Server:
         self.returncode = None
         self._err = open(self.stderr_path, "wb")
         self._out = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(self.args, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                     stdout=self._out, stderr=self._err,
-                                     start_new_session=True)
+        self.proc = spawn(self.args, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                          stdout=self._out, stderr=self._err)
         self.pid = self.proc.pid
         self._recorded = False
 
@@ -599,6 +767,10 @@ class Server:
 
     def stdout(self):
         return self.stdout_path.read_text(errors="replace")
+
+    def json_log(self):
+        """The log (LOG_FORMAT=json) as objects, every line checked: json_log()."""
+        return json_log(self.log())
 
     def running(self):
         return self.proc.poll() is None
@@ -709,10 +881,7 @@ class Server:
         with contextlib.suppress(AssertionError):
             wait_until(lambda: not live(), 2.0)
         left = sorted(live())
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        _kill_group(self.pid)
+        halt(self.proc)
         for p in left:
             kill_quietly(p)
         return left
@@ -822,26 +991,32 @@ class NeonfcgiFactory:
 # nginx
 
 
-class Nginx:
-    """A private nginx (own prefix, temp paths, logs) serving the templated
-    deploy/nginx/neonfcgi.conf on 127.0.0.1:<port>."""
+def nginx_site(conf_template, upstream, listen):
+    """The text of an nginx site template (deploy/nginx/neonfcgi.conf) with
+    its placeholders replaced: upstream is a unix socket path, "host:port" or
+    (host, port); listen is what nginx listens on ("127.0.0.1:8080")."""
+    text = Path(conf_template).read_text()
+    if isinstance(upstream, str) and upstream.startswith("/"):
+        text = text.replace(NGINX_SOCKET_PLACEHOLDER, upstream)
+    else:  # "host:port" or (host, port): TCP upstream
+        hp = upstream if isinstance(upstream, str) else f"{upstream[0]}:{upstream[1]}"
+        text = text.replace("unix:" + NGINX_SOCKET_PLACEHOLDER, hp)
+    return text.replace(NGINX_LISTEN_PLACEHOLDER, listen)
 
-    def __init__(self, workdir, upstream, conf_template=NGINX_CONF, port=None,
-                 extra_http=""):
+
+class Nginx:
+    """A private nginx (own prefix, temp paths, logs) serving site_text,
+    which listens on 127.0.0.1:<port> or, with unix=PATH, on that unix
+    socket. wrap: a command prefix that execs nginx (`ip netns exec NS`)."""
+
+    def __init__(self, workdir, site_text, port=None, unix=None, wrap=(), extra_http=""):
         self.dir = Path(workdir)
-        self.port = port or free_port()
-        self.upstream = upstream
+        self.port = port
+        self.unix = unix
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         self.error_log = self.dir / "logs" / "error.log"
         self.access_log = self.dir / "logs" / "access.log"
-        text = Path(conf_template).read_text()
-        if isinstance(upstream, str) and upstream.startswith("/"):
-            text = text.replace(NGINX_SOCKET_PLACEHOLDER, upstream)
-        else:  # "host:port" or (host, port): TCP upstream
-            hp = upstream if isinstance(upstream, str) else f"{upstream[0]}:{upstream[1]}"
-            text = text.replace("unix:" + NGINX_SOCKET_PLACEHOLDER, hp)
-        text = text.replace(NGINX_LISTEN_PLACEHOLDER, f"127.0.0.1:{self.port}")
-        (self.dir / "site.conf").write_text(text)
+        (self.dir / "site.conf").write_text(site_text)
         d = self.dir
         user = "user root;\n" if os.geteuid() == 0 else ""
         (d / "nginx.conf").write_text(f"""{user}daemon off;
@@ -864,40 +1039,28 @@ http {{
 }}
 """)
         self._err = open(d / "stderr.log", "wb")
-        self.proc = subprocess.Popen(
-            ["nginx", "-p", str(d), "-e", str(self.error_log), "-c", str(d / "nginx.conf")],
-            stdin=subprocess.DEVNULL, stdout=self._err, stderr=self._err,
-            start_new_session=True, env={"PATH": CLEAN_PATH})
+        self.proc = spawn([*wrap, "nginx", "-p", d, "-e", self.error_log, "-c", d / "nginx.conf"],
+                          stdin=subprocess.DEVNULL, stdout=self._err, stderr=self._err,
+                          env={"PATH": CLEAN_PATH})
         self._done = False
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def _listening(self):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-            return True
-
     def wait_ready(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                self.stop(check=False)
-                fail(f"nginx exited with {self.proc.returncode} at start-up:\n"
-                     f"{tail(self.error_log)}\n{tail(self.dir / 'stderr.log')}")
-            try:
-                if self._listening():
-                    return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop(check=False)
-                fail(f"nginx not listening on {self.port} after {timeout:g}s:\n"
-                     f"{tail(self.error_log)}")
-            time.sleep(0.02)
+        try:
+            wait_listening(self.proc, self.unix or ("127.0.0.1", self.port), "nginx",
+                           lambda: f"{tail(self.error_log)}\n{tail(self.dir / 'stderr.log')}",
+                           timeout)
+        except BaseException:
+            self.stop(check=False)
+            raise
+        return self
 
     def request(self, method, path, headers=None, body=None, timeout=5.0):
-        return http_request(self.port, method, path, headers, body, timeout=timeout)
+        return http_request(self.port, method, path, headers, body, timeout=timeout,
+                            unix=self.unix)
 
     def get(self, path, headers=None, timeout=5.0):
         return self.request("GET", path, headers, timeout=timeout)
@@ -907,21 +1070,8 @@ http {{
             return
         self._done = True
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGQUIT)  # graceful
-                try:
-                    self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.proc.send_signal(signal.SIGTERM)
-                    try:
-                        self.proc.wait(timeout=3)
-                    except subprocess.TimeoutExpired:
-                        pass
+            halt(self.proc, (signal.SIGQUIT, 5.0), (signal.SIGTERM, 3.0))  # graceful first
         finally:
-            _kill_group(self.proc.pid)
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
             self._err.close()
             RECORD.add_file("nginx error.log", self.error_log)
             RECORD.add_file("nginx access.log", self.access_log)
@@ -943,13 +1093,17 @@ class NginxFactory:
         self.tmp = Path(tmp_path)
         self._n = 0
 
+    def _new(self, site_text, **kwargs):
+        self._n += 1
+        return Nginx(self.tmp / f"nginx{self._n}", site_text, **kwargs)
+
     def start(self, upstream, conf_template=NGINX_CONF, extra_http="", attempts=3):
         # A port picked by binding port 0 can be taken before nginx binds it:
         # retry with a fresh one when that is why nginx failed.
         for attempt in range(attempts):
-            self._n += 1
-            d = self.tmp / f"nginx{self._n}"
-            ng = Nginx(d, upstream, conf_template, extra_http=extra_http)
+            port = free_port()
+            ng = self._new(nginx_site(conf_template, upstream, f"127.0.0.1:{port}"),
+                           port=port, extra_http=extra_http)
             try:
                 return ng.wait_ready()
             except AssertionError:
@@ -957,6 +1111,20 @@ class NginxFactory:
                     continue
                 raise
         raise AssertionError("unreachable")
+
+    def start_unix(self, site_text, sock, wrap=()):
+        """nginx serving site_text, whose only listener is the unix socket
+        sock (reachable across network namespaces through the file
+        system); wrap: e.g. `ip netns exec NS`."""
+        return self._new(site_text, unix=str(sock), wrap=wrap).wait_ready()
+
+
+@contextlib.contextmanager
+def behind_nginx(neonfcgi, nginx, **vars):
+    """neonfcgi.start(**vars) with nginx in front of its socket; yields
+    (server, nginx) and stops both."""
+    with neonfcgi.start(**vars) as srv, nginx.start(srv.socket) as web:
+        yield srv, web
 
 
 # --------------------------------------------------------------------------

@@ -20,6 +20,11 @@ run's password_never_leaked check covers this server too); it travels on
 psql's stdin, never on a command line. stop() stops PostgreSQL, deletes both
 namespaces (and with them the veth pair and the firewall rules), records the
 server log and removes the directory; it is safe to call more than once.
+
+Both build on Namespaces (and the `netns` fixture, test scope): network
+namespaces of one test, joined by veth pairs whose two ends both live in them,
+each route checked before the first packet, all deleted (and checked gone)
+at the end.
 """
 
 import os
@@ -27,30 +32,90 @@ import pwd
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
 import harness
-from harness import CLEAN_PATH, RECORD, TMP_PREFIX, fail, pid_alive, tail, wait_until
+from harness import (CLEAN_PATH, RECORD, TMP_PREFIX, fail, pid_alive, read_text, tail,
+                     wait_until)
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 PG_OS_USER = "postgres"
 
 
-def _tool(name):
-    path = shutil.which(name, path=CLEAN_PATH)
-    if not path:
-        harness.skip(f"{name} not installed (scripts/deps.sh test)")
-    return path
+def _run(args, check=True, timeout=30.0, input=None):
+    """A command to completion (output recorded); check: fail unless it exits 0."""
+    return harness.run_command(args, {"PATH": CLEAN_PATH}, "/", timeout, input=input,
+                               check=check)
 
 
 def netns_list():
     """Names of the network namespaces that exist now."""
-    out = subprocess.run([_tool("ip"), "netns", "list"], capture_output=True, text=True,
-                         timeout=10, env={"PATH": CLEAN_PATH}).stdout
+    out = _run([harness.need("ip")[0], "netns", "list"], timeout=10).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+class Namespaces:
+    """Network namespaces named <prefix>-<tag> (prefix: nfdp-<our pid> unless
+    given), joined by veth pairs whose two ends both live in them. close()
+    deletes them and asserts that none with the prefix is left."""
+
+    def __init__(self, prefix=None):
+        if os.geteuid() != 0:
+            harness.skip("network namespaces need root")
+        self.ip_bin = harness.need("ip")[0]
+        self.prefix = prefix or f"nfdp-{os.getpid()}"
+        self.names = []
+
+    def ip(self, *args, check=True, timeout=15.0):
+        return _run([self.ip_bin, *args], check=check, timeout=timeout).stdout
+
+    def add(self, tag):
+        name = f"{self.prefix}-{tag}"
+        if name in netns_list():
+            fail(f"network namespace {name} already exists (left by a crashed run?)")
+        self.ip("netns", "add", name)
+        self.names.append(name)
+        self.ip("-n", name, "link", "set", "lo", "up")
+        return name
+
+    def link(self, ns1, dev1, addrs1, ns2, dev2, addrs2):
+        """A veth pair created straight into ns1 and ns2 (never in ours)."""
+        self.ip("link", "add", "name", dev1, "netns", ns1, "type", "veth",
+                "peer", "name", dev2, "netns", ns2)
+        for ns, dev, addrs in ((ns1, dev1, addrs1), (ns2, dev2, addrs2)):
+            for a in addrs:
+                self.ip("-n", ns, "addr", "add", a, "dev", dev)
+            self.ip("-n", ns, "link", "set", dev, "up")
+
+    def check_route(self, ns, addr, dev):
+        """Before any packet to addr from ns: it must leave by our veth,
+        never by a route off the machine."""
+        out = self.ip("netns", "exec", ns, self.ip_bin, "route", "get", addr)
+        if not re.search(rf"^{re.escape(addr)} dev {re.escape(dev)} ", out):
+            fail(f"in {ns}, {addr} is not routed over {dev}: {out.strip()!r}")
+
+    def exec_prefix(self, ns):
+        """`ip netns exec NS`: it execs the program, the pid stays the program's."""
+        return [self.ip_bin, "netns", "exec", ns]
+
+    def close(self):
+        for ns in reversed(self.names):
+            self.ip("netns", "delete", ns, check=False)
+        left = [n for n in netns_list() if n.startswith(self.prefix + "-")]
+        self.names = []
+        assert not left, f"network namespaces left behind: {left}"
+
+
+@harness.fixture()
+def netns():
+    """Namespaces of this test, deleted (and checked gone) after it."""
+    ns = Namespaces()
+    try:
+        yield ns
+    finally:
+        ns.close()
 
 
 class NetnsPostgres:
@@ -59,12 +124,10 @@ class NetnsPostgres:
 
     def __init__(self, password, cert, key, tag=None, app_addr="10.251.0.1",
                  db_addr="10.251.0.2", port=5432):
-        if os.geteuid() != 0:
-            harness.skip("network namespaces need root")
-        self.ip = _tool("ip")
         self.password = password
         self.tag = tag or str(os.getpid())
-        self.app_ns, self.db_ns = f"nfdb-app-{self.tag}", f"nfdb-db-{self.tag}"
+        self.ns = Namespaces(prefix=f"nfdb-{self.tag}")
+        self.app_ns, self.db_ns = f"{self.ns.prefix}-app", f"{self.ns.prefix}-db"
         # Interface names have at most 15 characters.
         self.app_dev, self.db_dev = f"nfa{self.tag}"[:15], f"nfd{self.tag}"[:15]
         self.app_addr, self.db_addr, self.port = app_addr, db_addr, port
@@ -75,28 +138,19 @@ class NetnsPostgres:
         self.log_path = self.dir / "postgres.log"
         self._cert, self._key = Path(cert), Path(key)
         self.iptables = None
-        self._created = []
         self._stopped = False
 
     # -- running commands
-    def _run(self, args, check=True, timeout=30.0, input=None):
-        p = subprocess.run([str(a) for a in args], capture_output=True, text=True,
-                           timeout=timeout, input=input, cwd="/", env={"PATH": CLEAN_PATH})
-        if check and p.returncode != 0:
-            fail(f"{' '.join(map(str, args))} failed ({p.returncode}):\n"
-                 f"{p.stdout[-1500:]}{p.stderr[-1500:]}")
-        return p
-
     def _as_pg(self, *args):
         return ["runuser", "-u", PG_OS_USER, "--", *map(str, args)]
 
     def app_exec(self):
         """Command prefix that runs a program inside the app namespace (it
         execs it: the pid stays the program's)."""
-        return [self.ip, "netns", "exec", self.app_ns]
+        return self.ns.exec_prefix(self.app_ns)
 
     def db_exec(self):
-        return [self.ip, "netns", "exec", self.db_ns]
+        return self.ns.exec_prefix(self.db_ns)
 
     # -- set-up
     def start(self):
@@ -112,28 +166,17 @@ class NetnsPostgres:
         return self
 
     def _make_network(self):
-        for ns in (self.app_ns, self.db_ns):
-            if ns in netns_list():
-                fail(f"network namespace {ns} already exists (left by a crashed run?)")
-            self._run([self.ip, "netns", "add", ns])
-            self._created.append(ns)
-        self._run([self.ip, "link", "add", self.app_dev, "netns", self.app_ns, "type", "veth",
-                   "peer", "name", self.db_dev, "netns", self.db_ns])
-        for ns, dev, addr in ((self.app_ns, self.app_dev, self.app_addr),
-                              (self.db_ns, self.db_dev, self.db_addr)):
-            self._run([self.ip, "-n", ns, "addr", "add", f"{addr}/30", "dev", dev])
-            self._run([self.ip, "-n", ns, "link", "set", "lo", "up"])
-            self._run([self.ip, "-n", ns, "link", "set", dev, "up"])
+        self.ns.add("app")
+        self.ns.add("db")
+        self.ns.link(self.app_ns, self.app_dev, [f"{self.app_addr}/30"],
+                     self.db_ns, self.db_dev, [f"{self.db_addr}/30"])
 
     def check_route(self):
         """Assert that, seen from the app namespace, the database address is
         on our veth device (and the reverse from the db namespace): never a
         route off the machine."""
-        for ns, dst, dev in ((self.app_ns, self.db_addr, self.app_dev),
-                             (self.db_ns, self.app_addr, self.db_dev)):
-            out = self._run([self.ip, "netns", "exec", ns, self.ip, "route", "get", dst]).stdout
-            if not re.search(rf"^{re.escape(dst)} dev {re.escape(dev)} ", out):
-                fail(f"in {ns}, {dst} is not routed over {dev}: {out.strip()!r}")
+        self.ns.check_route(self.app_ns, self.db_addr, self.app_dev)
+        self.ns.check_route(self.db_ns, self.app_addr, self.db_dev)
         return True
 
     def _initdb(self):
@@ -149,9 +192,9 @@ class NetnsPostgres:
             os.chown(dst, pg.pw_uid, pg.pw_gid)
         self.log_path.touch()
         os.chown(self.log_path, pg.pw_uid, pg.pw_gid)
-        self._run(self._as_pg(PGBIN / "initdb", "-D", self.data, "-U", PG_OS_USER,
-                              "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8",
-                              "--no-locale", "--no-sync"), timeout=60)
+        _run(self._as_pg(PGBIN / "initdb", "-D", self.data, "-U", PG_OS_USER,
+                         "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8",
+                         "--no-locale", "--no-sync"), timeout=60)
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(f"""
 # --- neonfcgi integration test: PostgreSQL in network namespace {self.db_ns}
@@ -176,9 +219,9 @@ log_line_prefix = '%m [%p] %q%u@%d '
 
     def _start_postgres(self):
         # pg_ctl -w waits on the pid file, so readiness costs no packet.
-        self._run([*self.db_exec(), *self._as_pg(PGBIN / "pg_ctl", "start", "-w", "-t", "30",
-                                                  "-D", self.data, "-l", self.log_path)],
-                  timeout=45)
+        _run([*self.db_exec(), *self._as_pg(PGBIN / "pg_ctl", "start", "-w", "-t", "30",
+                                             "-D", self.data, "-l", self.log_path)],
+             timeout=45)
 
     def psql(self, sql, stdin=None, timeout=30.0):
         """SQL as the superuser over the unix socket (from the root
@@ -188,7 +231,7 @@ log_line_prefix = '%m [%p] %q%u@%d '
                            "-d", "postgres")
         if stdin is None:
             args += ["-c", sql]
-        return self._run(args, timeout=timeout, input=stdin).stdout
+        return _run(args, timeout=timeout, input=stdin).stdout
 
     def _create_app_role(self):
         pw = self.password.replace("'", "''")
@@ -208,7 +251,7 @@ log_line_prefix = '%m [%p] %q%u@%d '
 
     # -- the network misbehaving
     def _iptables(self, *args, check=True):
-        return self._run([*self.db_exec(), self.iptables, *args], check=check)
+        return _run([*self.db_exec(), self.iptables, *args], check=check)
 
     def blackhole(self):
         """Silently drop every packet to the database port (no RST, no ICMP):
@@ -222,7 +265,7 @@ log_line_prefix = '%m [%p] %q%u@%d '
                 continue
             self.iptables = path
             p = self._iptables("-A", *rule, check=False)
-            if p.returncode == 0 and "DROP" in self._iptables("-S", "INPUT").stdout:
+            if p.rc == 0 and "DROP" in self._iptables("-S", "INPUT").stdout:
                 return
             errors.append(f"{name}: {p.stderr.strip()}")
         self.iptables = None
@@ -245,8 +288,8 @@ log_line_prefix = '%m [%p] %q%u@%d '
         # A SIGSTOPped server would never finish a fast shutdown.
         for p in [pid, *harness.children_of(pid)]:
             harness.kill_quietly(p, signal.SIGCONT)
-        self._run(self._as_pg(PGBIN / "pg_ctl", "stop", "-w", "-t", "20", "-m", "fast",
-                              "-D", self.data), check=False, timeout=30)
+        _run(self._as_pg(PGBIN / "pg_ctl", "stop", "-w", "-t", "20", "-m", "fast",
+                         "-D", self.data), check=False, timeout=30)
         if pid_alive(pid):
             for p in [pid, *harness.descendants_of(pid)]:
                 harness.kill_quietly(p)
@@ -259,19 +302,14 @@ log_line_prefix = '%m [%p] %q%u@%d '
         try:
             self._stop_postgres()
         finally:
-            for ns in self._created:
-                self._run([self.ip, "netns", "delete", ns], check=False)
-            RECORD.add_file(f"netns postgres log {self.db_ns}", self.log_path)
-            shutil.rmtree(self.dir, ignore_errors=True)
-        left = [ns for ns in (self.app_ns, self.db_ns) if ns in netns_list()]
-        if left:
-            fail(f"network namespaces left behind: {left}")
+            try:
+                self.ns.close()  # deletes both, then asserts that none is left
+            finally:
+                RECORD.add_file(f"netns postgres log {self.db_ns}", self.log_path)
+                shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def describe(self):
         return f"--- postgres log ({self.db_ns})\n{tail(self.log_path)}"

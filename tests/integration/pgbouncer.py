@@ -21,14 +21,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import harness
-from harness import CLEAN_PATH, RECORD, TMP_PREFIX, fail, free_port, tail
+from harness import (CLEAN_PATH, RECORD, TMP_PREFIX, free_port, halt, read_text, spawn, tail,
+                     wait_listening)
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
 
@@ -94,13 +93,6 @@ log_disconnections = 1
             for p in (d, d / "pgbouncer.ini", auth):
                 os.chown(p, pw_ent.pw_uid, pw_ent.pw_gid)
 
-    def _listening(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
     def _launch(self):
         self.port = free_port()
         self._write_config()
@@ -109,9 +101,8 @@ log_disconnections = 1
             args += ["-u", self.user]
         args.append(str(self.dir / "pgbouncer.ini"))
         self._err = open(self.dir / "stderr.log", "wb")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._err,
-                                     stderr=self._err, cwd=self.dir, start_new_session=True,
-                                     env={"PATH": CLEAN_PATH})
+        self.proc = spawn(args, stdin=subprocess.DEVNULL, stdout=self._err, stderr=self._err,
+                          cwd=self.dir, env={"PATH": CLEAN_PATH})
 
     def _output(self):
         return tail(self.log_path) + "\n" + tail(self.dir / "stderr.log")
@@ -121,19 +112,16 @@ log_disconnections = 1
         binding port 0 can be taken before pgbouncer binds it: then retry."""
         for attempt in range(attempts):
             self._launch()
-            deadline = time.monotonic() + timeout
-            while self.proc.poll() is None and not self._listening():
-                if time.monotonic() > deadline:
-                    self._halt()
-                    fail(f"pgbouncer not listening after {timeout:g}s\n{self._output()}")
-                time.sleep(0.02)
-            if self.proc.poll() is None:
+            try:
+                wait_listening(self.proc, ("127.0.0.1", self.port), "pgbouncer", self._output,
+                               timeout)
                 return self
-            out = self._output()
-            self._halt()
-            if "Address already in use" not in out or attempt + 1 == attempts:
-                fail(f"pgbouncer exited with {self.proc.returncode} at start-up\n{out}")
-        return self
+            except AssertionError:
+                busy = "Address already in use" in self._output()
+                self._halt()
+                if not busy or attempt + 1 == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     def url(self, dbname=None, verify_full=False):
         """DATABASE_URL through the pooler (the dev database's user/password)."""
@@ -143,27 +131,12 @@ log_disconnections = 1
         return self.db.url_variant(port=self.port, dbname=dbname, query=query)
 
     def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def _halt(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # safe shutdown: clients are gone
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        halt(self.proc, (signal.SIGINT, 5.0))  # safe shutdown: clients are gone
         if self._err:
             self._err.close()
             self._err = None

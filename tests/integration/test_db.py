@@ -22,8 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness import (CLEAN_PATH, DEV_DB_SH, RECORD, children_of, fail, kill_quietly,
-                     proc_stat, slow, tail, wait_until)
+from harness import (CLEAN_PATH, RECORD, children_of, fail, halt, kill_quietly,
+                     proc_stat, slow, spawn, tail, wait_until)
 from netns import NetnsPostgres, netns_list
 import pgbouncer  # noqa: F401  (registers the `pgbouncer` fixture)
 
@@ -44,14 +44,23 @@ def note(msg):
         print(f"    ({msg})")
 
 
-def hide(text, password):
-    return text.replace(password, "<PASSWORD>") if password else text
-
-
 def timed_get(get, path="/health/db"):
     t0 = time.monotonic()
     r = get(path)
     return r, time.monotonic() - t0
+
+
+def assert_fails_each_time(srv, category, n, cause):
+    """n requests of /health/db, each one a 503 `category` within
+    ANSWER_WITHIN_S (assert_fail); returns the responses."""
+    seen, times = [], []
+    for i in range(n):
+        r, dt = timed_get(srv.get)
+        assert_fail(r, category, dt, f"request {i + 1} {cause}")
+        seen.append(r)
+        times.append(round(dt, 2))
+    note(f"answer times {times}")
+    return seen
 
 
 def response_time_check(r):
@@ -128,13 +137,6 @@ def read_from(path, offset, record=True):
     if record:
         RECORD.add(f"{path.name} excerpt", data)
     return data.decode(errors="replace")
-
-
-def kill_group(proc):
-    """SIGKILL a helper started with start_new_session, and reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 @contextlib.contextmanager
@@ -245,13 +247,7 @@ def test_health_db_postgres_halted_unreachable(neonfcgi, dev_db):
         warm(srv)  # pooled connections, which the shutdown terminates
         dev_db.halt()
         try:
-            seen, times = [], []
-            for i in range(10):
-                r, dt = timed_get(srv.get)
-                assert_fail(r, "unreachable", dt, f"request {i + 1} with the db halted")
-                seen.append(r)
-                times.append(round(dt, 2))
-            note(f"answer times {times}")
+            seen = assert_fails_each_time(srv, "unreachable", 10, "with the db halted")
             assert any(circuit_open(r) for r in seen), \
                 "the circuit breaker never opened over 10 failures\n" + str(seen[-1])
             live = srv.get("/health")
@@ -288,12 +284,7 @@ def test_health_db_blackholed_in_netns_timeout(neonfcgi, dev_db):
             warm(srv, 2)
             assert ns.app_backends() >= 1, ns.describe()
             ns.blackhole()
-            times = []
-            for i in range(10):
-                r, dt = timed_get(srv.get)
-                assert_fail(r, "timeout", dt, f"request {i + 1} with the db blackholed")
-                times.append(round(dt, 2))
-            note(f"answer times {times}")
+            assert_fails_each_time(srv, "timeout", 10, "with the db blackholed")
             assert srv.get("/health").status == 200, "/health with the db blackholed"
             ns.unblock()
             t0 = time.monotonic()
@@ -318,12 +309,7 @@ def test_health_db_hung_compute_sigstop_timeout(neonfcgi, dev_db):
                 stopped.append(p)
             wait_until(lambda: all((proc_stat(p) or ("T",))[0] in "Tt" for p in stopped), 5.0,
                        what="the postmaster and its backends to stop")
-            times = []
-            for i in range(10):
-                r, dt = timed_get(srv.get)
-                assert_fail(r, "timeout", dt, f"request {i + 1} with the db hung")
-                times.append(round(dt, 2))
-            note(f"answer times {times}")
+            assert_fails_each_time(srv, "timeout", 10, "with the db hung")
             assert srv.get("/health").status == 200, "/health with the db hung"
         finally:
             for p in stopped:
@@ -372,9 +358,7 @@ def test_health_db_wrong_password_auth_once_per_request(neonfcgi, dev_db):
     with db_settings(dev_db, "log_connections=on") as log_path:
         mark = log_path.stat().st_size
         with serve(neonfcgi, DATABASE_URL=dev_db.url_variant(password=wrong)) as srv:
-            for i in range(requests):
-                r, dt = timed_get(srv.get)
-                assert_fail(r, "auth", dt, f"request {i + 1} with a wrong password")
+            for r in assert_fails_each_time(srv, "auth", requests, "with a wrong password"):
                 assert not circuit_open(r), f"a permanent failure opened the breaker\n{r}"
                 assert wrong not in r.text
             failed = 'password authentication failed for user "app"'
@@ -394,10 +378,8 @@ def test_health_db_wrong_password_auth_once_per_request(neonfcgi, dev_db):
 
 def _hold_slot(dev_db):
     """A superuser session parked in pg_sleep (its own process group)."""
-    return subprocess.Popen([str(DEV_DB_SH), "psql", "-Atq", "-c", "SELECT pg_sleep(300)"],
-                            env={"PATH": CLEAN_PATH, "DEV_DB_DIR": dev_db.dir}, cwd="/",
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return dev_db.psql_process("-Atq", "-c", "SELECT pg_sleep(300)", stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 HELD = ("FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(300)' "
@@ -414,18 +396,16 @@ def test_health_db_max_connections_rejected_then_recovers(neonfcgi, dev_db):
             wait_until(lambda: int(dev_db.psql(f"SELECT count(*) {HELD}")) == 5, 10.0,
                        what="5 sessions holding the slots")
             with serve(neonfcgi) as srv:
-                for i in range(3):
-                    r, dt = timed_get(srv.get)
-                    assert_fail(r, "rejected", dt, f"request {i + 1} with no free slot")
+                assert_fails_each_time(srv, "rejected", 3, "with no free slot")
                 # Released: the sessions end (their backends would outlive a
                 # killed psql while pg_sleep runs, so terminate them too).
                 for h in holders:
-                    kill_group(h)
+                    halt(h)
                 dev_db.psql(f"SELECT pg_terminate_backend(pid) {HELD}")
                 wait_db_pass(srv.get, 10.0, "/health/db 200 once the slots are free")
         finally:
             for h in holders:
-                kill_group(h)
+                halt(h)
             with contextlib.suppress(AssertionError):
                 dev_db.psql(f"SELECT pg_terminate_backend(pid) {HELD}")
 
@@ -455,16 +435,15 @@ def backend_sampler(dev_db, path):
     query = (f"SELECT extract(epoch FROM clock_timestamp()), ({APP_BACKENDS})\n"
              "\\watch 0.1\n")
     with open(path, "wb") as out:
-        p = subprocess.Popen([str(DEV_DB_SH), "psql", "-Atq"], env={
-            "PATH": CLEAN_PATH, "DEV_DB_DIR": dev_db.dir}, cwd="/", stdin=subprocess.PIPE,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        p = dev_db.psql_process("-Atq", stdin=subprocess.PIPE, stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
         p.stdin.write(query.encode())
         p.stdin.flush()
         wait_until(lambda: path.read_text().strip(), 10.0, what="the first backend sample")
         yield p
     finally:
-        kill_group(p)
+        halt(p)
         with contextlib.suppress(OSError):
             p.stdin.close()
 
@@ -492,10 +471,9 @@ def test_health_db_bounded_under_wrk_no_churn(neonfcgi, nginx, dev_db, tmp_path)
         start = log_path.stat().st_size  # the pools start empty
         assert_pass(web.get("/health/db"))
         with backend_sampler(dev_db, sample_file):
-            wrk = subprocess.Popen(["wrk", "-t2", "-c200", "-d10s", "--latency", "--timeout",
-                                    "5s", f"{web.url}/health/db"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env={"PATH": CLEAN_PATH})
+            wrk = spawn(["wrk", "-t2", "-c200", "-d10s", "--latency", "--timeout", "5s",
+                         f"{web.url}/health/db"], stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, env={"PATH": CLEAN_PATH})
             try:
                 # The scenario: connections may open during the first 2 s
                 # (the pools fill); the last 8 s must open none.
@@ -504,7 +482,7 @@ def test_health_db_bounded_under_wrk_no_churn(neonfcgi, nginx, dev_db, tmp_path)
                 out, _ = wrk.communicate(timeout=30)
             finally:
                 if wrk.poll() is None:
-                    kill_group(wrk)
+                    halt(wrk)
         out = out.decode(errors="replace")
         RECORD.add("wrk output", out)
         res = parse_wrk(out)
@@ -546,10 +524,8 @@ def test_pool_idle_timeout_releases_every_backend(neonfcgi, dev_db):
 
 
 def test_ping_reports_server_version_and_tls(neonfcgi, dev_db):
-    res = neonfcgi.run("ping")
-    shown = hide(res.describe(), dev_db.password)
-    assert dev_db.password not in res.output, f"password printed\n{shown}"
-    assert res.rc == 0, shown
+    res = neonfcgi.run("ping").expect(0, dev_db.password)
+    shown = res.describe(secret=dev_db.password)
     assert re.search(r"server=15\.\d+", res.stdout), shown
     assert re.search(r"tls=TLSv1\.[23]", res.stdout), shown
 
@@ -565,8 +541,7 @@ def test_ping_db_halted_exits_1(neonfcgi, dev_db):
         took = time.monotonic() - t0
     finally:
         dev_db.start()
-    shown = hide(res.describe(), dev_db.password)
-    assert dev_db.password not in res.output, f"password printed\n{shown}"
-    assert res.rc == 1, shown
+    res.expect(1, dev_db.password)
+    shown = res.describe(secret=dev_db.password)
     assert took < limit, f"took {took:.1f}s, limit {limit:.1f}s\n{shown}"
     assert "unreachable" in res.output, shown

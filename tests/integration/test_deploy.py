@@ -30,9 +30,7 @@ DATABASE_URL each test gives its instances), so what another test left
 behind cannot make a check pass or fail.
 """
 
-import contextlib
 import fnmatch
-import http.client
 import json
 import os
 import pwd
@@ -40,19 +38,16 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import time
 from pathlib import Path
 
 import harness
-from harness import (CLEAN_PATH, RECORD, REPO, Response, fail, fixture, free_port,
-                     pid_alive, run_command, skip, tail, wait_until)
+import netns as _netns  # noqa: F401  (registers the `netns` fixture)
+from harness import (CLEAN_PATH, REPO, fail, need, pid_alive, read_text, run_command, skip,
+                     tail, wait_until)
+from webservers import APACHE_MODULES, WEB_USER, Apache, Lighttpd, start_web
 
 DEPLOY = REPO / "deploy"
-APACHE_MODULES = Path("/usr/lib/apache2/modules")
-WEB_USER = "www-data"   # Debian's user for lighttpd/Apache children
 GONE_WITHIN_S = 5.0     # acceptance: processes, then backends, gone this fast
-NETNS_PREFIX = f"nfdp-{os.getpid()}"
 
 
 # --------------------------------------------------------------------------
@@ -68,18 +63,6 @@ def render(path, replacements):
         assert old in text, f"{Path(path).relative_to(REPO)} lost its placeholder {old!r}"
         text = text.replace(old, str(new))
     return text
-
-
-def need(*tools):
-    for t in tools:
-        if not shutil.which(t, path=CLEAN_PATH):
-            skip(f"{t} not installed (scripts/deps.sh test)")
-
-
-def app_url(dev_db, label):
-    """The dev-db URL with application_name=label, to count this test's backends."""
-    assert "?" in dev_db.url, dev_db.url
-    return f"{dev_db.url}&application_name={label}"
 
 
 def backends(dev_db, label):
@@ -163,167 +146,6 @@ def web_group_dir(path):
     return path
 
 
-class WebServer:
-    """A web server in the foreground, in a session of its own. stop() signals
-    its main process and waits (bounded) for it alone, so that a test can see
-    what the server itself leaves behind; close() then kills whatever of its
-    process group is left. A context manager."""
-
-    name = "web"
-
-    def __init__(self, workdir, port):
-        self.dir = Path(workdir)
-        self.port = port
-        self.out_path = self.dir / f"{self.name}.out"
-        self.proc = None
-
-    def _spawn(self, args):
-        with open(self.out_path, "wb") as out:
-            self.proc = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
-                                         env={"PATH": CLEAN_PATH}, start_new_session=True)
-
-    def logs(self):
-        return tail(self.out_path, 40)
-
-    def wait_ready(self, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                fail(f"{self.name} exited with {self.proc.returncode} at start-up\n{self.logs()}")
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            if time.monotonic() > deadline:
-                fail(f"{self.name} not listening on {self.port} after {timeout:g}s\n"
-                     f"{self.logs()}")
-            time.sleep(0.05)
-
-    def get(self, path, timeout=5.0):
-        return harness.http_request(self.port, "GET", path, timeout=timeout)
-
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            fail(f"{self.name} still running {timeout:g}s after signal {sig}\n{self.logs()}")
-
-    def close(self):
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.record()
-
-    def record(self):
-        RECORD.add_file(f"{self.name} output", self.out_path)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
-def start_web(cls, workdir, *args, attempts=3):
-    """Start cls(workdir/N, port, *args) on a free port; retry with another
-    port when the one picked was taken in the meantime."""
-    for n in range(attempts):
-        d = Path(workdir) / f"{cls.name}{n}"
-        d.mkdir(parents=True)
-        srv = cls(d, free_port(), *args)
-        try:
-            return srv.wait_ready()
-        except AssertionError:
-            busy = "Address already in use" in srv.logs()
-            srv.close()
-            if busy and n + 1 < attempts:
-                continue
-            raise
-    raise AssertionError("unreachable")
-
-
-class Lighttpd(WebServer):
-    """lighttpd -D with a minimal lighttpd.conf that includes site_text."""
-
-    name = "lighttpd"
-
-    def __init__(self, workdir, port, site_text):
-        super().__init__(workdir, port)
-        (self.dir / "htdocs").mkdir()
-        (self.dir / "site.conf").write_text(site_text)
-        (self.dir / "lighttpd.conf").write_text(f"""\
-server.document-root = "{self.dir}/htdocs"
-server.bind = "127.0.0.1"
-server.port = {port}
-server.errorlog = "{self.dir}/error.log"
-server.upload-dirs = ( "{self.dir}" )
-include "{self.dir}/site.conf"
-""")
-        self._spawn(["lighttpd", "-D", "-f", self.dir / "lighttpd.conf"])
-
-    def logs(self):
-        return tail(self.dir / "error.log", 20) + "\n" + tail(self.out_path, 30)
-
-    def record(self):
-        super().record()
-        RECORD.add_file("lighttpd error.log", self.dir / "error.log")
-
-
-class Apache(WebServer):
-    """Debian's apache2 in the foreground with its own ServerRoot (this
-    directory), pid file, mutexes, runtime dir and error log; modules loaded
-    from /usr/lib/apache2/modules; never /etc/apache2. Run as root, it drops
-    its children to www-data (Apache refuses to serve as root)."""
-
-    name = "apache"
-
-    def __init__(self, workdir, port, site_text, modules, extra=""):
-        super().__init__(workdir, port)
-        d = self.dir
-        for sub in ("run", "logs", "htdocs"):
-            (d / sub).mkdir()
-        (d / "site.conf").write_text(site_text)
-        loads = "".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so\n"
-                        for m in ("mpm_event", "authz_core", *modules))
-        (d / "httpd.conf").write_text(f"""\
-ServerRoot "{d}"
-DefaultRuntimeDir "{d}/run"
-PidFile "{d}/run/httpd.pid"
-Mutex file:{d}/run default
-ErrorLog "{d}/logs/error.log"
-LogLevel info
-Listen 127.0.0.1:{port}
-ServerName 127.0.0.1
-User {WEB_USER}
-Group {WEB_USER}
-{loads}
-StartServers 1
-ServerLimit 1
-ThreadsPerChild 8
-MaxRequestWorkers 8
-MinSpareThreads 1
-MaxSpareThreads 8
-DocumentRoot "{d}/htdocs"
-{extra}
-Include "{d}/site.conf"
-""")
-        self._spawn(["apache2", "-d", d, "-f", d / "httpd.conf", "-DFOREGROUND"])
-
-    def logs(self):
-        return tail(self.dir / "logs" / "error.log", 30) + "\n" + tail(self.out_path, 10)
-
-    def record(self):
-        super().record()
-        RECORD.add_file("apache error.log", self.dir / "logs" / "error.log")
-
-
 # --------------------------------------------------------------------------
 # lighttpd
 
@@ -331,7 +153,7 @@ Include "{d}/site.conf"
 def test_lighttpd_socket_serves_health_and_db(neonfcgi, dev_db, tmp_path):
     need("lighttpd")
     label = "it-deploy-lighttpd-sock"
-    with neonfcgi.start(WORKERS=1, DATABASE_URL=app_url(dev_db, label)) as srv:
+    with neonfcgi.start(WORKERS=1, DATABASE_URL=dev_db.app_url(label)) as srv:
         site = render(DEPLOY / "lighttpd" / "neonfcgi.conf",
                       {"/run/neonfcgi/neonfcgi.sock": srv.socket})
         with start_web(Lighttpd, tmp_path, site) as web:
@@ -345,7 +167,7 @@ def test_lighttpd_socket_serves_health_and_db(neonfcgi, dev_db, tmp_path):
 def test_lighttpd_spawns_neonfcgi_and_leaves_nothing_on_stop(neonfcgi_bin, dev_db, tmp_path):
     need("lighttpd")
     label = "it-deploy-lighttpd-spawn"
-    envf = write_env_file(tmp_path / "neonfcgi.env", DATABASE_URL=app_url(dev_db, label),
+    envf = write_env_file(tmp_path / "neonfcgi.env", DATABASE_URL=dev_db.app_url(label),
                           SHUTDOWN_TIMEOUT_MS=3000)
     sockdir = tmp_path / "lighttpd-sock"
     sockdir.mkdir()
@@ -381,7 +203,7 @@ def test_apache_proxy_fcgi_serves_health_and_db(neonfcgi, dev_db, tmp_path):
     label = "it-deploy-apache-proxy"
     tmp_path.chmod(0o711)  # Apache's children (www-data) must reach the socket
     sock = web_group_dir(tmp_path / "sock") / "neonfcgi.sock"
-    with neonfcgi.start(address=str(sock), WORKERS=1, DATABASE_URL=app_url(dev_db, label)) as srv:
+    with neonfcgi.start(address=str(sock), WORKERS=1, DATABASE_URL=dev_db.app_url(label)) as srv:
         assert os.stat(sock).st_gid == pwd.getpwnam(WEB_USER).pw_gid, "socket group"
         site = render(DEPLOY / "apache" / "neonfcgi-proxy-fcgi.conf",
                       {"/run/neonfcgi/neonfcgi.sock": srv.socket})
@@ -402,7 +224,7 @@ def test_apache_fcgid_mounted_under_prefix_leaves_nothing_on_stop(neonfcgi_bin, 
     tmp_path.chmod(0o711)
     home = tmp_path / "home"
     home.mkdir(mode=0o711)
-    envf = write_env_file(home / "neonfcgi.env", DATABASE_URL=app_url(dev_db, label))
+    envf = write_env_file(home / "neonfcgi.env", DATABASE_URL=dev_db.app_url(label))
     web = pwd.getpwnam(WEB_USER)
     os.chown(envf, web.pw_uid, web.pw_gid)  # the user the site runs as, mode 0600
     cgi = tmp_path / "site" / "cgi-bin"
@@ -451,7 +273,7 @@ def test_systemd_socket_activation_serves_health_and_db(neonfcgi, nginx, dev_db,
     need("systemd-socket-activate")
     label = "it-deploy-systemd"
     sock = tmp_path / "neonfcgi.sock"
-    envf = write_env_file(tmp_path / "neonfcgi.env", DATABASE_URL=app_url(dev_db, label),
+    envf = write_env_file(tmp_path / "neonfcgi.env", DATABASE_URL=dev_db.app_url(label),
                           WORKERS=2)
     workdir = tmp_path / "share"
     workdir.mkdir()
@@ -517,7 +339,7 @@ def test_systemd_socket_activation_serves_health_and_db(neonfcgi, nginx, dev_db,
 def test_spawn_fcgi_serves_health_and_db(neonfcgi, nginx, dev_db):
     need("spawn-fcgi")
     label = "it-deploy-spawn-fcgi"
-    with neonfcgi.start_spawned(DATABASE_URL=app_url(dev_db, label)) as srv, \
+    with neonfcgi.start_spawned(DATABASE_URL=dev_db.app_url(label)) as srv, \
             nginx.start(srv.socket) as web:
         assert_routes(web.get)
         srv.wait_workers(1)  # spawned, no PHP_FCGI_CHILDREN: one worker
@@ -529,72 +351,6 @@ def test_spawn_fcgi_serves_health_and_db(neonfcgi, nginx, dev_db):
 
 # --------------------------------------------------------------------------
 # Network namespaces: scale-out upstream, allow-list
-
-
-class Namespaces:
-    """Network namespaces named nfdp-<pid>-<tag>, joined by veth pairs whose
-    two ends both live in them. close() deletes them and asserts none is left."""
-
-    def __init__(self):
-        if os.geteuid() != 0:
-            skip("network namespaces need root")
-        need("ip")
-        self.names = []
-
-    def ip(self, *args, check=True, timeout=15.0):
-        p = subprocess.run(["ip", *map(str, args)], capture_output=True, text=True,
-                           timeout=timeout, env={"PATH": CLEAN_PATH}, cwd="/")
-        if check and p.returncode != 0:
-            fail(f"ip {' '.join(map(str, args))}: {p.stderr.strip() or p.stdout.strip()}")
-        return p.stdout
-
-    def add(self, tag):
-        name = f"{NETNS_PREFIX}-{tag}"
-        if name in self.list():
-            fail(f"network namespace {name} already exists")
-        self.ip("netns", "add", name)
-        self.names.append(name)
-        self.ip("-n", name, "link", "set", "lo", "up")
-        return name
-
-    def link(self, ns1, dev1, addrs1, ns2, dev2, addrs2):
-        """A veth pair created straight into ns1 and ns2 (never in ours)."""
-        self.ip("link", "add", "name", dev1, "netns", ns1, "type", "veth",
-                "peer", "name", dev2, "netns", ns2)
-        for ns, dev, addrs in ((ns1, dev1, addrs1), (ns2, dev2, addrs2)):
-            for a in addrs:
-                self.ip("-n", ns, "addr", "add", a, "dev", dev)
-            self.ip("-n", ns, "link", "set", dev, "up")
-
-    def check_route(self, ns, addr, dev):
-        """Before any packet to addr from ns: it must leave by our veth."""
-        out = self.ip("netns", "exec", ns, "ip", "route", "get", addr)
-        if not re.search(rf"^{re.escape(addr)} dev {re.escape(dev)} ", out):
-            fail(f"in {ns}, {addr} is not routed over {dev}: {out.strip()!r}")
-
-    def exec_prefix(self, ns):
-        """`ip netns exec NS`: it execs the program, the pid stays the program's."""
-        return ["ip", "netns", "exec", ns]
-
-    def list(self):
-        return [ln.split()[0] for ln in self.ip("netns", "list").splitlines() if ln.strip()]
-
-    def close(self):
-        for ns in reversed(self.names):
-            self.ip("netns", "delete", ns, check=False)
-        left = [n for n in self.list() if n.startswith(NETNS_PREFIX)]
-        self.names = []
-        assert not left, f"network namespaces left behind: {left}"
-
-
-@fixture()
-def netns():
-    """Namespaces of this test, deleted (and checked gone) after it."""
-    ns = Namespaces()
-    try:
-        yield ns
-    finally:
-        ns.close()
 
 
 def start_in_netns(neonfcgi, ns_exec, host, port, peers, **vars):
@@ -611,100 +367,7 @@ def start_in_netns(neonfcgi, ns_exec, host, port, peers, **vars):
     return srv
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def unix_http_get(path, url, timeout=5.0):
-    conn = UnixHTTPConnection(str(path), timeout)
-    try:
-        conn.request("GET", url)
-        resp = conn.getresponse()
-        r = Response(resp.status, list(resp.getheaders()), resp.read(), resp.reason)
-    finally:
-        conn.close()
-    RECORD.add(f"nginx-netns GET {url}", r.body)
-    return r
-
-
-class NetnsNginx:
-    """nginx inside a namespace, serving a templated site on a unix socket
-    (reachable from the root namespace through the file system)."""
-
-    def __init__(self, ns_exec, workdir, sock, site_text):
-        self.dir = Path(workdir)
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.sock = Path(sock)
-        (self.dir / "site.conf").write_text(site_text)
-        d = self.dir
-        (d / "nginx.conf").write_text(f"""user root;
-daemon off;
-master_process on;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/logs/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {d}/logs/access.log;
-    client_body_temp_path {d}/client_body;
-    fastcgi_temp_path {d}/fastcgi;
-    proxy_temp_path {d}/proxy;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    include {d}/site.conf;
-}}
-""")
-        self._out = open(d / "stderr.log", "wb")
-        self.proc = subprocess.Popen(
-            [*ns_exec, "nginx", "-p", str(d), "-e", str(d / "logs/error.log"),
-             "-c", str(d / "nginx.conf")], stdin=subprocess.DEVNULL, stdout=self._out,
-            stderr=self._out, env={"PATH": CLEAN_PATH}, start_new_session=True)
-        try:
-            wait_until(self._ready, 10.0, what="nginx in its namespace to listen")
-        except BaseException:
-            self.close()
-            raise
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            fail(f"nginx exited with {self.proc.returncode}\n"
-                 f"{tail(self.dir / 'logs/error.log')}")
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(self.sock))
-        return True
-
-    def get(self, url):
-        return unix_http_get(self.sock, url)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self._out.close()
-        for f in ("logs/error.log", "logs/access.log", "stderr.log"):
-            RECORD.add_file(f"nginx-netns {f}", self.dir / f)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
-def test_nginx_upstream_survives_a_killed_instance(neonfcgi, netns, tmp_path):
+def test_nginx_upstream_survives_a_killed_instance(neonfcgi, nginx, netns, tmp_path):
     need("nginx")
     web, a, b = netns.add("web"), netns.add("a"), netns.add("b")
     netns.link(web, "nfw-a", ["10.252.1.1/30"], a, "nfa", ["10.252.1.2/30"])
@@ -713,9 +376,7 @@ def test_nginx_upstream_survives_a_killed_instance(neonfcgi, netns, tmp_path):
     netns.check_route(web, "10.252.2.2", "nfw-b")
     netns.check_route(a, "10.252.1.1", "nfa")
     netns.check_route(b, "10.252.2.1", "nfb")
-    ngdir = tmp_path / "nginx"
-    ngdir.mkdir()
-    ngsock = ngdir / "nginx.sock"
+    ngsock = tmp_path / "nginx.sock"
     # nginx's only listener is a unix socket: the root namespace reaches it
     # through the file system and sends no packet into the namespaces.
     site = render(DEPLOY / "nginx" / "neonfcgi-upstream.conf",
@@ -725,7 +386,7 @@ def test_nginx_upstream_survives_a_killed_instance(neonfcgi, netns, tmp_path):
                         WORKERS=1) as inst_a, \
             start_in_netns(neonfcgi, netns.exec_prefix(b), "10.252.2.2", 9009, "10.252.2.1",
                            WORKERS=1) as inst_b, \
-            NetnsNginx(netns.exec_prefix(web), ngdir, ngsock, site) as ng:
+            nginx.start_unix(site, ngsock, wrap=netns.exec_prefix(web)) as ng:
         workers_a, workers_b = set(inst_a.workers()), set(inst_b.workers())
         served = set()
         for _ in range(20):
@@ -747,11 +408,11 @@ def test_nginx_upstream_survives_a_killed_instance(neonfcgi, netns, tmp_path):
                 pids.add(r.json()["pid"])
         bad = [s for s in statuses if s != 200]
         assert not bad, f"{len(bad)} of 100 failed with A killed: {sorted(set(bad))}\n" \
-                        f"{tail(ng.dir / 'logs/error.log')}"
+                        f"{tail(ng.error_log)}"
         assert pids <= workers_b, f"answers from {pids}, instance B's workers are {workers_b}"
         assert inst_b.running()
         # They did go to A first and were passed on: nginx logged the failures.
-        errors = (ng.dir / "logs/error.log").read_text(errors="replace")
+        errors = read_text(ng.error_log)
         assert re.search(r"upstream: \"fastcgi://10\.252\.1\.2:9009\"", errors), \
             f"nginx never tried the killed instance:\n{tail(errors)}"
         inst_a.stop(signal.SIGKILL, timeout=5.0, expect_rc=-signal.SIGKILL)  # reap it
@@ -898,8 +559,7 @@ def test_man_page_renders_without_warnings(neonfcgi_bin, tmp_path):
         assert re.search(rf"^{heading}$", out, re.M), f"no {heading} section:\n{out[:800]}"
     assert re.search(r"^\s+neonfcgi \S FastCGI", out, re.M), out[:400]
     # Every variable of the configuration table is in the page.
-    help_out = subprocess.run([neonfcgi_bin, "--help"], capture_output=True, text=True,
-                              timeout=10, env={"PATH": CLEAN_PATH})
+    help_out = run_command([neonfcgi_bin, "--help"], {"PATH": CLEAN_PATH}, tmp_path, timeout=10)
     names = set(re.findall(r"^  ([A-Z][A-Z0-9_]+) ", help_out.stdout, re.M))
     assert names, help_out.stdout[:300]
     missing = sorted(n for n in names if n not in out)

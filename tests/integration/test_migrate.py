@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import harness
-from harness import RECORD, REPO, DevDB, fail, free_port, tail, wait_until
+from harness import RECORD, REPO, DevDB, fail, free_port, tail
 from pgbouncer import PgBouncer
 
 EX_USAGE = 64
@@ -80,15 +80,6 @@ def migrate(neonfcgi, url, mdir, *args, timeout=30.0, **vars):
                         timeout=timeout, **vars)
 
 
-def expect(res, rc, password):
-    shown = res.describe().replace(password, "<PASSWORD>")
-    if password in res.output:
-        fail(f"the database password was printed\n{shown}")
-    if res.rc != rc:
-        fail(f"exit code {res.rc}, expected {rc}\n{shown}")
-    return res
-
-
 def status_rows(output):
     """{version: (name, applied_at, checksum state)} from `migrate status`."""
     rows = {}
@@ -109,15 +100,15 @@ def test_migrate_applies_in_order_and_rerun_is_noop(neonfcgi, migdb, dev_db, tmp
     mdir = write_dir(tmp_path / "migrations", files)
     pw = dev_db.password
 
-    st = expect(migrate(neonfcgi, migdb.url, mdir, "status"), 0, pw)
+    st = migrate(neonfcgi, migdb.url, mdir, "status").expect(0, pw)
     assert status_rows(st.stdout) == {1: ("0001_users.sql", "pending", "new"),
                                       2: ("0002_orders.sql", "pending", "new")}, st.stdout
-    dry = expect(migrate(neonfcgi, migdb.url, mdir, "--dry-run"), 0, pw)
+    dry = migrate(neonfcgi, migdb.url, mdir, "--dry-run").expect(0, pw)
     assert "would apply 0001_users.sql" in dry.stdout and \
         "would apply 0002_orders.sql" in dry.stdout, dry.stdout
     assert not migdb.table_exists("neonfcgi_schema_migrations"), "--dry-run changed the database"
 
-    res = expect(migrate(neonfcgi, migdb.url, mdir), 0, pw)
+    res = migrate(neonfcgi, migdb.url, mdir).expect(0, pw)
     lines = [l for l in res.stdout.splitlines() if l.startswith("applied ")]
     assert len(lines) == 2 and re.match(r"applied 0001_users\.sql in \d+ ms$", lines[0]) and \
         re.match(r"applied 0002_orders\.sql in \d+ ms$", lines[1]), res.stdout
@@ -130,12 +121,12 @@ def test_migrate_applies_in_order_and_rerun_is_noop(neonfcgi, migdb, dev_db, tmp
     assert cols == "version,name,checksum,applied_at,duration_ms", cols
     before = migdb.sql("SELECT string_agg(applied_at::text, ',') FROM neonfcgi_schema_migrations")
 
-    st = expect(migrate(neonfcgi, migdb.url, mdir, "status"), 0, pw)
+    st = migrate(neonfcgi, migdb.url, mdir, "status").expect(0, pw)
     rows = status_rows(st.stdout)
     assert sorted(rows) == [1, 2] and all(r[1] != "pending" and r[2] == "ok"
                                           for r in rows.values()), st.stdout
 
-    again = expect(migrate(neonfcgi, migdb.url, mdir), 0, pw)
+    again = migrate(neonfcgi, migdb.url, mdir).expect(0, pw)
     assert "applied 0" not in again.stdout and "0 applied, 2 already applied" in again.stdout, \
         again.stdout
     assert migdb.sql("SELECT string_agg(applied_at::text, ',') FROM "
@@ -148,8 +139,8 @@ def test_migrate_shipped_migrations_apply(neonfcgi, migdb, dev_db):
     mdir = REPO / "migrations"
     shipped = sorted(p.name for p in mdir.glob("*.sql"))
     assert shipped and shipped[0].startswith("0001_"), shipped
-    expect(migrate(neonfcgi, migdb.url, mdir), 0, dev_db.password)
-    expect(migrate(neonfcgi, migdb.url, mdir), 0, dev_db.password)
+    migrate(neonfcgi, migdb.url, mdir).expect(0, dev_db.password)
+    migrate(neonfcgi, migdb.url, mdir).expect(0, dev_db.password)
     assert [r[1] for r in migdb.recorded()] == shipped
 
 
@@ -158,7 +149,7 @@ def test_migrate_verify_full(neonfcgi, migdb, dev_db, tmp_path):
     mdir = write_dir(tmp_path / "m", {"0001_users.sql": USERS})
     url = dev_db.url_variant(dbname=migdb.name,
                              query={"sslmode": "verify-full", "sslrootcert": dev_db.ca})
-    res = expect(migrate(neonfcgi, url, mdir), 0, dev_db.password)
+    res = migrate(neonfcgi, url, mdir).expect(0, dev_db.password)
     assert "applied 0001_users.sql" in res.stdout, res.stdout
 
 
@@ -169,9 +160,9 @@ def test_migrate_verify_full(neonfcgi, migdb, dev_db, tmp_path):
 def run_concurrently(neonfcgi, url, mdir, n=CONCURRENT, timeout=60.0):
     """Start n `neonfcgi migrate` at once; returns [(rc, stdout, stderr)]."""
     env = neonfcgi.env(DATABASE_URL=url, MIGRATIONS_DIR=mdir)
-    procs = [subprocess.Popen([neonfcgi.binary, "migrate"], env=env, cwd=neonfcgi.workdir("m"),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, start_new_session=True)
+    procs = [harness.spawn([neonfcgi.binary, "migrate"], env=env, cwd=neonfcgi.workdir("m"),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
              for _ in range(n)]
     results, deadline = [], time.monotonic() + timeout
     try:
@@ -184,8 +175,7 @@ def run_concurrently(neonfcgi, url, mdir, n=CONCURRENT, timeout=60.0):
     finally:
         for p in procs:
             if p.poll() is None:
-                p.kill()
-                p.wait()
+                harness.halt(p)
     return results
 
 
@@ -229,7 +219,7 @@ def test_migrate_concurrent_through_pgbouncer_transaction_mode(neonfcgi, migdb, 
         url = bouncer.url(dbname=migdb.name)
         results = run_concurrently(neonfcgi, url, mdir)
         check_concurrent(results, migdb, CONCURRENT_FILES, dev_db.password)
-        st = expect(migrate(neonfcgi, url, mdir, "status"), 0, dev_db.password)
+        st = migrate(neonfcgi, url, mdir, "status").expect(0, dev_db.password)
         assert [r[2] for r in status_rows(st.stdout).values()] == ["ok"] * 4, st.stdout
         assert f"db={migdb.name}" in bouncer.log(), "the runners did not go through pgbouncer"
         # Transaction pooling really is on: more clients than server connections.
@@ -247,7 +237,7 @@ def test_migrate_syntax_error_rolls_back_and_stops(neonfcgi, migdb, dev_db, tmp_
     bad = "CREATE TABLE part_one (x int);\nCREAT TABLE oops (y int);\n"
     files = {"0001_users.sql": USERS, "0002_bad.sql": bad, "0003_orders.sql": ORDERS}
     mdir = write_dir(tmp_path / "m", files)
-    res = expect(migrate(neonfcgi, migdb.url, mdir), 1, dev_db.password)
+    res = migrate(neonfcgi, migdb.url, mdir).expect(1, dev_db.password)
     assert "applied 0001_users.sql" in res.stdout, res.describe()
     assert re.search(r"0002_bad\.sql failed: SQLSTATE 42601: syntax error at or near \"CREAT\"",
                      res.stderr), res.describe()
@@ -257,7 +247,7 @@ def test_migrate_syntax_error_rolls_back_and_stops(neonfcgi, migdb, dev_db, tmp_
     assert [r[0] for r in migdb.recorded()] == [1]
 
     write_dir(mdir, {"0002_bad.sql": bad.replace("CREAT TABLE", "CREATE TABLE")})
-    fixed = expect(migrate(neonfcgi, migdb.url, mdir), 0, dev_db.password)
+    fixed = migrate(neonfcgi, migdb.url, mdir).expect(0, dev_db.password)
     assert "applied 0002_bad.sql" in fixed.stdout and "applied 0003_orders.sql" in fixed.stdout
     assert migdb.table_exists("part_one") and migdb.table_exists("oops") and \
         migdb.table_exists("orders")
@@ -266,15 +256,15 @@ def test_migrate_syntax_error_rolls_back_and_stops(neonfcgi, migdb, dev_db, tmp_
 
 def test_migrate_changed_applied_file_is_refused(neonfcgi, migdb, dev_db, tmp_path):
     mdir = write_dir(tmp_path / "m", {"0001_users.sql": USERS})
-    expect(migrate(neonfcgi, migdb.url, mdir), 0, dev_db.password)
+    migrate(neonfcgi, migdb.url, mdir).expect(0, dev_db.password)
     write_dir(mdir, {"0001_users.sql": USERS.replace("name text", "name varchar(80)"),
                      "0002_orders.sql": ORDERS})
-    res = expect(migrate(neonfcgi, migdb.url, mdir), 1, dev_db.password)
+    res = migrate(neonfcgi, migdb.url, mdir).expect(1, dev_db.password)
     assert "0001_users.sql: changed after it was applied" in res.stderr, res.describe()
     assert "applied" not in res.stdout, res.describe()
     assert not migdb.table_exists("orders"), "a migration ran despite the changed file"
     assert [r[0] for r in migdb.recorded()] == [1]
-    st = expect(migrate(neonfcgi, migdb.url, mdir, "status"), 0, dev_db.password)
+    st = migrate(neonfcgi, migdb.url, mdir, "status").expect(0, dev_db.password)
     assert status_rows(st.stdout)[1][2] == "changed", st.stdout
     assert status_rows(st.stdout)[2][1] == "pending", st.stdout
 
@@ -293,7 +283,7 @@ def test_migrate_bad_directory_refused_before_anything_runs(neonfcgi, migdb, dev
     for case, (files, names) in BAD_DIRS.items():
         mdir = write_dir(tmp_path / case, files)
         for args in ((), ("--dry-run",), ("status",)):
-            res = expect(migrate(neonfcgi, migdb.url, mdir, *args), 1, dev_db.password)
+            res = migrate(neonfcgi, migdb.url, mdir, *args).expect(1, dev_db.password)
             missing = [n for n in names if n not in res.stderr]
             assert not missing, f"{case} {args}: {missing} not named\n{res.describe()}"
         assert not migdb.table_exists("neonfcgi_schema_migrations"), case
@@ -302,12 +292,12 @@ def test_migrate_bad_directory_refused_before_anything_runs(neonfcgi, migdb, dev
 
 def test_migrate_status_reports_applied_file_missing(neonfcgi, migdb, dev_db, tmp_path):
     mdir = write_dir(tmp_path / "m", {"0001_users.sql": USERS, "0002_orders.sql": ORDERS})
-    expect(migrate(neonfcgi, migdb.url, mdir), 0, dev_db.password)
+    migrate(neonfcgi, migdb.url, mdir).expect(0, dev_db.password)
     (mdir / "0002_orders.sql").unlink()  # an older release against a newer database
-    st = expect(migrate(neonfcgi, migdb.url, mdir, "status"), 0, dev_db.password)
+    st = migrate(neonfcgi, migdb.url, mdir, "status").expect(0, dev_db.password)
     assert status_rows(st.stdout)[2][0] == "0002_orders.sql" and \
         status_rows(st.stdout)[2][2] == "file missing", st.stdout
-    res = expect(migrate(neonfcgi, migdb.url, mdir), 0, dev_db.password)
+    res = migrate(neonfcgi, migdb.url, mdir).expect(0, dev_db.password)
     assert "version 0002 (0002_orders.sql) is applied but its file is not in MIGRATIONS_DIR" \
         in res.stderr, res.describe()
 
@@ -316,15 +306,15 @@ def test_migrate_no_transaction_file_builds_index_concurrently(neonfcgi, migdb, 
                                                                tmp_path):
     files = {"0001_users.sql": USERS, "0002_users_name.sql": USERS_NAME_IDX}
     mdir = write_dir(tmp_path / "m", files)
-    res = expect(migrate(neonfcgi, migdb.url, mdir, "--dry-run"), 0, dev_db.password)
+    res = migrate(neonfcgi, migdb.url, mdir, "--dry-run").expect(0, dev_db.password)
     assert "would apply 0002_users_name.sql (no transaction)" in res.stdout, res.stdout
-    expect(migrate(neonfcgi, migdb.url, mdir), 0, dev_db.password)
+    migrate(neonfcgi, migdb.url, mdir).expect(0, dev_db.password)
     assert migdb.sql("SELECT indisvalid FROM pg_index WHERE indexrelid = "
                      "'users_name'::regclass") == "t"
     # Without the marker the server refuses, and the hint says what to do.
     write_dir(mdir, {"0003_more.sql": USERS_NAME_IDX.split("\n", 1)[1].replace(
         "users_name", "users_name2")})
-    res = expect(migrate(neonfcgi, migdb.url, mdir), 1, dev_db.password)
+    res = migrate(neonfcgi, migdb.url, mdir).expect(1, dev_db.password)
     assert "0003_more.sql failed: SQLSTATE 25001" in res.stderr, res.describe()
     assert "-- neonfcgi:no-transaction" in res.stderr, res.describe()
 
@@ -333,7 +323,7 @@ def test_migrate_unreachable_database_exits_1(neonfcgi, dev_db, tmp_path):
     mdir = write_dir(tmp_path / "m", {"0001_users.sql": USERS})
     url = dev_db.url_variant(port=free_port())
     t0 = time.monotonic()
-    res = expect(migrate(neonfcgi, url, mdir, DB_RETRY_ATTEMPTS=1), 1, dev_db.password)
+    res = migrate(neonfcgi, url, mdir, DB_RETRY_ATTEMPTS=1).expect(1, dev_db.password)
     assert time.monotonic() - t0 < 10
     assert "cannot connect to" in res.stderr and "unreachable" in res.stderr, res.describe()
     assert "app@" not in res.stderr and "postgresql://" not in res.stderr, res.stderr

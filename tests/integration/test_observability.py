@@ -8,7 +8,6 @@ must be the whole instance's whichever one does. Parsing uses Debian's
 python3-prometheus-client (the real parser), plus checks on the raw text."""
 
 import contextlib
-import json
 import os
 import re
 import select
@@ -17,7 +16,8 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import CLEAN_PATH, DEV_DB_SH, RECORD, fail, pid_alive, tail, wait_until
+from harness import (RECORD, behind_nginx, fail, halt, json_log, pid_alive, spawn, tail,
+                     wait_until)
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -140,12 +140,6 @@ def check_raw_text(text):
 # Servers
 
 
-@contextlib.contextmanager
-def behind_nginx(neonfcgi, nginx, **vars):
-    with neonfcgi.start(**vars) as srv, nginx.start(srv.socket) as web:
-        yield srv, web
-
-
 def get_many(web, path, n, concurrency=8):
     """n GETs of path through nginx from `concurrency` clients; the responses."""
     with ThreadPoolExecutor(concurrency) as pool:
@@ -160,12 +154,6 @@ def served_pids(responses):
     return pids
 
 
-def app_url(dev_db, app_name):
-    """The dev-db URL with an application_name, so pg_stat_activity can tell
-    this test's backends from any other client's."""
-    return dev_db.url_variant(query={"sslmode": "require", "application_name": app_name})
-
-
 class PgActivity:
     """One superuser psql session kept open (a new psql per sample costs most
     of a second on a loaded machine): .backends() counts the app's backends
@@ -173,11 +161,9 @@ class PgActivity:
 
     def __init__(self, dev_db, app_name):
         self.app_name = app_name
-        self.proc = subprocess.Popen(
-            [str(DEV_DB_SH), "psql", "-X", "-Atq", "-v", "ON_ERROR_STOP=1"],
-            env={"PATH": CLEAN_PATH, "DEV_DB_DIR": dev_db.dir}, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+        self.proc = dev_db.psql_process("-X", "-Atq", "-v", "ON_ERROR_STOP=1",
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
 
     def backends(self):
         self.proc.stdin.write("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' "
@@ -193,12 +179,10 @@ class PgActivity:
 
     def close(self):
         with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
+            self.proc.stdin.close()  # psql ends at end of input
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        halt(self.proc)
 
 
 # --------------------------------------------------------------------------
@@ -331,7 +315,7 @@ def test_metrics_pool_matches_pg_stat_activity_under_load(neonfcgi, nginx, dev_d
     # 8 threads over 4 connections per worker: callers do wait for the pool.
     vars = dict(WORKERS=workers, WORKER_THREADS=8, DB_POOL_SIZE=size, DB_MAX_OVERFLOW=overflow,
                 DB_OVERFLOW_IDLE_MS=600000, DB_IDLE_TIMEOUT_S=0, DB_MAX_LIFETIME_S=0,
-                DATABASE_URL=app_url(dev_db, app_name))
+                DATABASE_URL=dev_db.app_url(app_name))
     activity = PgActivity(dev_db, app_name)
     with contextlib.ExitStack() as stack:
         stack.callback(activity.close)
@@ -347,9 +331,8 @@ def run_load_and_compare(web, activity, bound, workers):
     settled pool compared exactly."""
     samples, problems = [], []
     assert activity.backends() == 0, "backends before any /health/db"
-    wrk = subprocess.Popen(["wrk", "-t2", "-c100", "-d6s", "--timeout", "5s",
-                            f"{web.url}/health/db"], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, start_new_session=True)
+    wrk = spawn(["wrk", "-t2", "-c100", "-d6s", "--timeout", "5s", f"{web.url}/health/db"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         prev = scrape(web)
         while wrk.poll() is None:
@@ -363,8 +346,7 @@ def run_load_and_compare(web, activity, bound, workers):
         out = wrk.communicate(timeout=10)[0].decode(errors="replace")
     finally:
         if wrk.poll() is None:
-            os.killpg(wrk.pid, signal.SIGKILL)
-            wrk.wait()
+            halt(wrk)
     RECORD.add("wrk output", out)
     assert wrk.returncode == 0, f"wrk failed:\n{out}"
     m = re.search(r"(\d+) requests in", out)
@@ -440,22 +422,10 @@ def check_load_sample(prev, a, pg, b, bound):
 
 
 def parse_json_log(srv, password):
-    objs = []
-    for ln in srv.log().splitlines():
-        assert password not in ln, "the database password is in a log line"
-        try:
-            obj = json.loads(ln)
-        except ValueError:
-            fail(f"log line is not JSON: {ln!r}")
-        assert isinstance(obj, dict), ln
-        missing = [k for k in ("ts", "level", "pid", "msg") if k not in obj]
-        assert not missing, f"missing {missing}: {ln}"
-        assert isinstance(obj["pid"], int) and isinstance(obj["msg"], str), ln
-        assert obj["level"] in ("debug", "info", "warn", "error"), ln
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", obj["ts"]), ln
-        objs.append(obj)
-    assert objs, "no log lines at all"
-    return objs
+    """The checked JSON log (harness.json_log), which must not hold the password."""
+    log = srv.log()
+    assert password not in log, "the database password is in a log line"
+    return json_log(log)
 
 
 def _exercise(srv):

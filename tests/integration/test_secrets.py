@@ -5,7 +5,6 @@ pieces, so that this file itself passes the gate."""
 import os
 import shutil
 import stat
-import subprocess
 
 from harness import CLEAN_PATH, REPO, run_command
 
@@ -22,9 +21,8 @@ def gate(cwd, *files):
 
 
 def git(cwd, *args):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={"PATH": CLEAN_PATH, "HOME": str(cwd)})
+    run_command(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                {"PATH": CLEAN_PATH, "HOME": str(cwd)}, cwd, timeout=30, check=True)
 
 
 def repo_copy(tmp_path):

@@ -4,7 +4,6 @@ signals, listen sockets, spawned mode and log formats. Written against
 DESIGN.md; the database itself is not touched (/health never queries it), but
 the URL is the real dev-db one, so the leak check covers it."""
 
-import contextlib
 import json
 import os
 import re
@@ -14,25 +13,19 @@ import stat
 import subprocess
 import time
 
-from harness import (CLEAN_PATH, RECORD, REPO, descendants_of, fail, fcgi_params,
-                     fcgi_request, free_port, http_request, kill_quietly, pid_alive, tail,
+from harness import (CLEAN_PATH, DEV_DB_SH, RECORD, REPO, as_background_job, behind_nginx,
+                     descendants_of, fail, fcgi_params, fcgi_request, free_port,
+                     http_request, kill_quietly, pid_alive, run_command, spawn, tail,
                      thread_stats, wait_until)
 
 EX_USAGE = 64
 EX_CONFIG = 78
 
 
-def _hide(text, secret):
-    return text.replace(secret, "<PASSWORD>") if secret else text
-
-
 def assert_config_error(res, names, password):
     """Exit 78, every variable in `names` mentioned, the password nowhere."""
-    shown = _hide(res.describe(), password)
-    if password and password in res.output:
-        fail(f"the database password was printed\n{shown}")
-    if res.rc != EX_CONFIG:
-        fail(f"exit code {res.rc}, expected {EX_CONFIG}\n{shown}")
+    res.expect(EX_CONFIG, password)
+    shown = res.describe(secret=password)
     missing = [n for n in names if n not in res.output]
     if missing:
         fail(f"output does not name {', '.join(missing)}\n{shown}")
@@ -100,10 +93,8 @@ for _case, _argv in SERVE_CONFIG_ERRORS.items():
 
 
 def test_check_config_prints_redacted_config(neonfcgi, dev_db):
-    res = neonfcgi.run("check-config")
-    shown = _hide(res.describe(), dev_db.password)
-    assert dev_db.password not in res.output, f"password printed\n{shown}"
-    assert res.rc == 0, shown
+    res = neonfcgi.run("check-config").expect(0, dev_db.password)
+    shown = res.describe(secret=dev_db.password)
     assert "****" in res.stdout, f"no redacted password (****) in stdout\n{shown}"
     assert "DATABASE_URL" in res.stdout, shown
 
@@ -122,25 +113,20 @@ def test_dotenv_in_cwd_bad_value_is_reported(neonfcgi, dev_db, tmp_path):
 def test_dotenv_in_cwd_value_is_used(neonfcgi, dev_db):
     cwd = neonfcgi.workdir("cwd")
     (cwd / ".env").write_text("export WORKER_THREADS='7'\n")
-    res = neonfcgi.run("check-config", cwd=cwd)
-    assert res.rc == 0, _hide(res.describe(), dev_db.password)
+    res = neonfcgi.run("check-config", cwd=cwd).expect(0, dev_db.password)
     assert config_value(res.stdout, "WORKER_THREADS") == "7", res.stdout
 
 
 def test_dotenv_supplies_database_url(neonfcgi, dev_db):
     cwd = neonfcgi.workdir("cwd")
     (cwd / ".env").write_text(f'# quoted, with export\nexport DATABASE_URL="{dev_db.url}"\n')
-    res = neonfcgi.run("check-config", cwd=cwd, DATABASE_URL=None)
-    shown = _hide(res.describe(), dev_db.password)
-    assert dev_db.password not in res.output, f"password printed\n{shown}"
-    assert res.rc == 0, shown
+    neonfcgi.run("check-config", cwd=cwd, DATABASE_URL=None).expect(0, dev_db.password)
 
 
 def test_env_file_variable_is_read(neonfcgi, dev_db, tmp_path):
     f = tmp_path / "custom.env"
     f.write_text("WORKER_THREADS=5\n")
-    res = neonfcgi.run("check-config", ENV_FILE=f)
-    assert res.rc == 0, _hide(res.describe(), dev_db.password)
+    res = neonfcgi.run("check-config", ENV_FILE=f).expect(0, dev_db.password)
     assert config_value(res.stdout, "WORKER_THREADS") == "5", res.stdout
 
 
@@ -148,7 +134,7 @@ def test_environment_overrides_env_file(neonfcgi, dev_db, tmp_path):
     f = tmp_path / "custom.env"
     f.write_text("WORKER_THREADS=5\nAPI_PORT=80\n")
     res = neonfcgi.run("check-config", ENV_FILE=f, WORKER_THREADS=6, API_PORT=9123)
-    assert res.rc == 0, _hide(res.describe(), dev_db.password)
+    res.expect(0, dev_db.password)
     assert config_value(res.stdout, "WORKER_THREADS") == "6", res.stdout
 
 
@@ -197,12 +183,6 @@ def test_unknown_subcommand_exits_64(neonfcgi):
 
 # --------------------------------------------------------------------------
 # Through nginx (deploy/nginx/neonfcgi.conf)
-
-
-@contextlib.contextmanager
-def behind_nginx(neonfcgi, nginx, **vars):
-    with neonfcgi.start(**vars) as srv, nginx.start(srv.socket) as web:
-        yield srv, web
 
 
 def assert_common_headers(r):
@@ -507,25 +487,13 @@ def test_log_format_json_every_line_is_json(neonfcgi):
         os.kill(victim, signal.SIGKILL)  # a warning from the master too
         srv.wait_workers(2, exclude=[victim])
         srv.stop()
-    lines = [ln for ln in srv.log().splitlines() if ln.strip()]
-    assert lines, "no log lines at all"
-    objs = []
-    for ln in lines:
-        try:
-            obj = json.loads(ln)
-        except ValueError:
-            fail(f"not JSON: {ln!r}")
-        assert isinstance(obj, dict), ln
-        missing = [k for k in ("ts", "level", "pid", "msg") if k not in obj]
-        assert not missing, f"missing {missing}: {ln}"
-        assert re.fullmatch(r"\d+", str(obj["pid"])), f"pid is not a number: {ln}"
-        objs.append(obj)
+    objs = srv.json_log()
     # The master reports the death; "pid" is the writer's, the dead worker's
     # pid must live in another field, not replace it.
     death = [o for o in objs if str(victim) in json.dumps(list(o.values()))
              and str(o["pid"]) != str(victim)]
     assert death, (f"no line from the master ({srv.pid}) names the killed worker {victim}: "
-                   + "; ".join([ln for ln in lines if str(victim) in ln][-2:]))
+                   + "; ".join([ln for ln in srv.log().splitlines() if str(victim) in ln][-2:]))
 
 
 def test_log_format_text_every_line_has_pid(neonfcgi):
@@ -564,9 +532,8 @@ def _make_run(neonfcgi_bin, tmp_path, extra_env):
     (tmp_path / "none.env").write_text("# empty: do not read the repository's .env\n")
     out_path = tmp_path / "run.out"
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen([str(REPO / "scripts" / "run.sh"), neonfcgi_bin], env=env,
-                                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = spawn([REPO / "scripts" / "run.sh", neonfcgi_bin], env=env, cwd=REPO,
+                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     procs = []
     output = lambda: out_path.read_text(errors="replace")
     try:
@@ -597,6 +564,15 @@ def test_make_run_script_serves_and_cleans_up(neonfcgi_bin, database_url, tmp_pa
     _make_run(neonfcgi_bin, tmp_path, {"DATABASE_URL": database_url})
 
 
+def test_make_run_stops_on_ctrl_c_when_runner_ignores_sigint(neonfcgi_bin, database_url,
+                                                            tmp_path):
+    # Regression: `make check` started as `(make check &)` from a script runs
+    # with SIGINT ignored; run.sh inherited that, could not trap SIGINT, and
+    # Ctrl-C never stopped it: both make_run tests timed out.
+    with as_background_job():
+        _make_run(neonfcgi_bin, tmp_path, {"DATABASE_URL": database_url})
+
+
 def test_make_run_script_starts_and_stops_dev_db(neonfcgi_bin, tmp_path):
     db_dir = tmp_path / "db"
     tmp_path.chmod(0o711)  # postgres must be able to reach its data directory
@@ -606,6 +582,5 @@ def test_make_run_script_starts_and_stops_dev_db(neonfcgi_bin, tmp_path):
         assert not db_dir.exists(), f"run.sh left the dev database in {db_dir}"
     finally:
         if (db_dir / "data" / "postmaster.pid").exists():  # stop a leftover cluster
-            subprocess.run([str(REPO / "scripts" / "dev-db.sh"), "stop"], timeout=60,
-                           env={"PATH": CLEAN_PATH, "DEV_DB_DIR": str(db_dir)},
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            run_command([DEV_DB_SH, "stop"], {"PATH": CLEAN_PATH, "DEV_DB_DIR": str(db_dir)}, "/",
+                        timeout=60)
