@@ -126,10 +126,7 @@ import time
 import unicodedata
 import urllib.parse
 
-try:  # the harness is there when imported by the test runner (and standalone)
-    import harness
-except ImportError:  # pragma: no cover
-    harness = None
+import harness  # spawn(): how every test process starts; beside this file, so also standalone
 
 DEFAULT_DOMAIN = "proxy.neon.test"
 
@@ -599,10 +596,14 @@ def make_certificates(directory, domain):
     ext = os.path.join(d, "server.ext")
 
     def run(*args):
-        r = subprocess.run(["openssl", *args], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-        if r.returncode != 0:
-            raise RuntimeError(f"openssl {args[0]} failed: {r.stderr.decode()[-500:]}")
+        proc = harness.spawn(["openssl", *args], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            harness.halt(proc)
+        if proc.returncode != 0:
+            raise RuntimeError(f"openssl {args[0]} failed: {err.decode()[-500:]}")
 
     curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
     run("req", "-x509", "-new", "-nodes", *curve, "-keyout", ca_key, "-out", ca_crt,

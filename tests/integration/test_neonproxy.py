@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import harness
 import neonproxy  # noqa: F401  (registers the `neon_proxy` fixture)
 from harness import CLEAN_PATH, RECORD, fail, run_command, wait_until
 from neonproxy import (ADMIN_SHUTDOWN_SQLSTATE, ADMIN_SHUTDOWN_TEXT, ERR_INCONSISTENT,
@@ -59,10 +60,9 @@ class InteractiveProbe:
     """pqprobe.py with steps that wait on stdin ('-'), bounded reads."""
 
     def __init__(self, conninfo, password, *steps):
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(PROBE), conninfo, *steps],
-                                     env=_env(password), cwd="/", stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self.proc = harness.spawn(["/usr/bin/python3", str(PROBE), conninfo, *steps],
+                                  env=_env(password), cwd="/", stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines = []
         self._cv = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -434,11 +434,11 @@ def test_neonproxy_standalone_control(dev_db, tmp_path):
     with os.fdopen(fd, "w") as f:
         f.write(dev_db.password + "\n")
     ctl = tmp_path / "ctl.sock"
-    proc = subprocess.Popen(
+    proc = harness.spawn(
         ["/usr/bin/python3", str(HERE / "neonproxy.py"), "--backend-port", str(dev_db.port),
          "--password-file", str(pwfile), "--backend-ca", dev_db.ca, "--control", str(ctl)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        cwd="/", env={"PATH": CLEAN_PATH}, start_new_session=True)
+        cwd="/", env={"PATH": CLEAN_PATH})
     try:
         line = proc.stdout.readline()
         info = json.loads(line)
