@@ -4,13 +4,14 @@
  * logs, prints to stderr or exits. */
 #include "config.h"
 #include "envfile.h"
+#include "problems.h"
+#include "xalloc.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,6 @@
 
 #define DEFAULT_ENV_FILE   "./.env"
 #define WORKERS_MAX        256
-#define QUOTE_MAX          160 /* value bytes quoted in a problem line; the rest is "..." */
-#define QUOTE_BUF          (QUOTE_MAX * 4 + 8)
 #define REDACT_BUF         1024
 #define DATABASE_URL_FORMS "postgres:// or postgresql:// URI, or libpq key=value string"
 #define SSLMODE_ADVICE     "use sslmode=verify-full (require and verify-ca are also accepted)"
@@ -31,72 +30,6 @@
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum rows are stored as int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum rows are stored as int");
 _Static_assert(sizeof(enum health_details) == sizeof(int), "enum rows are stored as int");
-
-/* ---- allocation: failure aborts here, nowhere else ---- */
-
-static void *xrealloc(void *ptr, size_t n)
-{
-	void *q = realloc(ptr, n ? n : 1);
-
-	if (q == NULL)
-		abort();
-	return q;
-}
-
-static void *xcalloc(size_t n)
-{
-	void *q = calloc(1, n ? n : 1);
-
-	if (q == NULL)
-		abort();
-	return q;
-}
-
-static char *xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-
-	return memcpy(xrealloc(NULL, n), s, n);
-}
-
-/* Free a string that may have held a password. */
-static void free_wiped(char *s)
-{
-	if (s != NULL) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
-/* ---- problems ---- */
-
-void problems_add(struct problems *p, const char *fmt, ...)
-{
-	va_list ap;
-	char *line;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort();
-	line = xrealloc(NULL, (size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(line, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	p->lines = xrealloc(p->lines, (p->n + 1) * sizeof *p->lines);
-	p->lines[p->n++] = line;
-}
-
-void problems_free(struct problems *p)
-{
-	for (size_t i = 0; i < p->n; i++)
-		free(p->lines[i]);
-	free(p->lines);
-	p->lines = NULL;
-	p->n = 0;
-}
 
 /* ---- the table ---- */
 
@@ -342,29 +275,6 @@ static void store_scalar(struct config *cfg, const struct var *v, long n)
 
 /* ---- quoting values in problem lines ---- */
 
-/* Copy s for use inside "..." on one line: quotes, backslashes and control
- * bytes escaped, at most QUOTE_MAX bytes of s, "..." when cut. */
-static void escape_value(const char *s, char *buf, size_t len)
-{
-	size_t o = 0, i, n = strnlen(s, QUOTE_MAX + 1);
-
-	for (i = 0; i < n && i < QUOTE_MAX; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (o + 5 >= len)
-			break;
-		if (c == '"' || c == '\\')
-			o += (size_t)snprintf(buf + o, len - o, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
-		else
-			buf[o++] = (char)c;
-	}
-	if (i < n && o + 4 <= len)
-		o += (size_t)snprintf(buf + o, len - o, "...");
-	buf[o] = '\0';
-}
-
 /* The value as it may appear in a problem line: secrets only redacted. */
 static void quote_value(const struct var *v, const char *val, char *buf, size_t len)
 {
@@ -372,10 +282,10 @@ static void quote_value(const struct var *v, const char *val, char *buf, size_t 
 
 	if (v->flags & VF_SECRET) {
 		config_redact_url(val, redacted, sizeof redacted);
-		escape_value(redacted, buf, len);
+		problems_quote(redacted, buf, len);
 		explicit_bzero(redacted, sizeof redacted);
 	} else {
-		escape_value(val, buf, len);
+		problems_quote(val, buf, len);
 	}
 }
 
@@ -409,7 +319,7 @@ static void describe_valid(const struct var *v, char *buf, size_t len)
 
 static void report_invalid(struct load *ld, const struct var *v, const char *val)
 {
-	char q[QUOTE_BUF], valid[256];
+	char q[PROBLEMS_QUOTE_BUF], valid[256];
 
 	quote_value(v, val, q, sizeof q);
 	describe_valid(v, valid, sizeof valid);
@@ -500,7 +410,7 @@ static void note_option(struct db_facts *f, const char *key, const char *val)
 		f->port_ok = ports_valid(val);
 	} else if (strcmp(key, "sslmode") == 0) {
 		f->ssl = classify_sslmode(val);
-		escape_value(val ? val : "", f->sslmode, sizeof f->sslmode);
+		problems_quote(val ? val : "", f->sslmode, sizeof f->sslmode);
 	}
 }
 
@@ -632,7 +542,7 @@ static void report_required(struct load *ld, const struct var *v)
 
 static int check_database_url(struct load *ld, const struct var *v, const char *val)
 {
-	char shown[QUOTE_BUF];
+	char shown[PROBLEMS_QUOTE_BUF];
 	struct db_facts f;
 	int rc;
 
@@ -700,7 +610,7 @@ static int resolve(const char *host)
 
 static int check_api_host(struct load *ld, const struct var *v, const char *val)
 {
-	char q[QUOTE_BUF];
+	char q[PROBLEMS_QUOTE_BUF];
 	int rc;
 
 	if (is_ip(val))
@@ -723,7 +633,7 @@ static int check_api_host(struct load *ld, const struct var *v, const char *val)
 
 static int check_api_socket(struct load *ld, const struct var *v, const char *val)
 {
-	char q[QUOTE_BUF];
+	char q[PROBLEMS_QUOTE_BUF];
 
 	if (val[0] == '/' && strlen(val) < SUN_PATH_MAX)
 		return 0;
@@ -735,7 +645,7 @@ static int check_api_socket(struct load *ld, const struct var *v, const char *va
 
 static int check_web_server_addrs(struct load *ld, const struct var *v, const char *val)
 {
-	char one[INET6_ADDRSTRLEN + 1], q[QUOTE_BUF], bad[QUOTE_BUF];
+	char one[INET6_ADDRSTRLEN + 1], q[PROBLEMS_QUOTE_BUF], bad[PROBLEMS_QUOTE_BUF];
 
 	for (const char *s = val;; s++) {
 		size_t len = strcspn(s, ",");
@@ -747,7 +657,7 @@ static int check_web_server_addrs(struct load *ld, const struct var *v, const ch
 		if (len >= sizeof one || !is_ip(one)) {
 			quote_value(v, val, q, sizeof q);
 			snprintf(one, sizeof one, "%.*s", (int)(len < 40 ? len : 40), s);
-			escape_value(one, bad, sizeof bad);
+			problems_quote(one, bad, sizeof bad);
 			problems_add(ld->p,
 				     "%s=\"%s\": \"%s\" is not an IP address; must be "
 				     "comma-separated IPv4 or IPv6 addresses without spaces",
@@ -811,7 +721,7 @@ static void set_string(struct config *cfg, const struct var *v, const char *val)
 {
 	char **slot = field(cfg, v);
 
-	free_wiped(*slot);
+	xfree_wiped(*slot);
 	*slot = val != NULL ? xstrdup(val) : NULL;
 }
 
@@ -911,12 +821,12 @@ static bool is_loopback(const char *host)
 static void check_exposure(struct load *ld)
 {
 	const struct config *c = ld->cfg;
-	char q[QUOTE_BUF];
+	char q[PROBLEMS_QUOTE_BUF];
 
 	if (c->api_socket != NULL || ld->src->spawned || c->fcgi_web_server_addrs != NULL ||
 	    is_bad(ld, "API_HOST") || is_bad(ld, "API_SOCKET") || is_loopback(c->api_host))
 		return;
-	escape_value(c->api_host, q, sizeof q);
+	problems_quote(c->api_host, q, sizeof q);
 	problems_add(ld->p,
 		     "API_HOST=\"%s\": a non-loopback address requires "
 		     "FCGI_WEB_SERVER_ADDRS (comma-separated IPs of the web servers allowed to "
@@ -947,7 +857,7 @@ void config_free(struct config *cfg)
 		if (vars[i].type == VAR_STRING) {
 			char **slot = field(cfg, &vars[i]);
 
-			free_wiped(*slot);
+			xfree_wiped(*slot);
 			*slot = NULL;
 		}
 	}
@@ -965,7 +875,7 @@ static void print_string(const struct var *v, const char *val, FILE *out)
 		return;
 	}
 	len = strlen(val) * 3 + 16; /* room for every "****" */
-	buf = xcalloc(len);
+	buf = xcalloc(1, len);
 	config_redact_url(val, buf, len);
 	fprintf(out, "%s=%s\n", v->name, buf);
 	free(buf);
@@ -1260,7 +1170,7 @@ void config_redact_url(const char *url, char *out, size_t outlen)
 		return;
 	}
 	len = strlen(url);
-	mask = xcalloc(len + 1);
+	mask = xcalloc(1, len + 1);
 	if (uri_prefix_len(url, len) > 0)
 		mark_uri(url, len, mask);
 	else

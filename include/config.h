@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "problems.h"
+
 #define CONFIG_EX_CONFIG 78 /* sysexits.h EX_CONFIG */
 
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
@@ -47,14 +49,6 @@ struct config {
 	char *env_file;              /* ENV_FILE actually read, NULL if none */
 	bool db_sslmode_require;     /* derived: sslmode=require (warn at start-up) */
 };
-
-/* A growable list of operator-facing problem lines. */
-struct problems {
-	char **lines;
-	size_t n;
-};
-void problems_add(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void problems_free(struct problems *p);
 
 /* Where configuration comes from: a NULL-terminated "KEY=value" environment
  * (usually environ) and whether the process was spawned with its listen socket
