@@ -7,12 +7,11 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "log.h"
 #include "problems.h"
 
 #define CONFIG_EX_CONFIG 78 /* sysexits.h EX_CONFIG */
 
-enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
-enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum health_details { HEALTH_DETAILS_FULL, HEALTH_DETAILS_MINIMAL };
 
 struct config {
