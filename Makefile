@@ -50,7 +50,7 @@ $(BUILD)/obj $(BUILD)/tests:
 
 # Unit tests: tests/unit/test_<module>.c links app/<module>.c plus the
 # neighbours named in test_<module>_SRCS (fakes live in the test file).
-test_config_SRCS := app/config.c app/envfile.c app/problems.c
+test_config_SRCS := app/config.c app/envfile.c app/problems.c app/redact.c
 test_envfile_SRCS := app/envfile.c app/problems.c
 test_router_SRCS := app/router.c
 test_scoreboard_SRCS := app/scoreboard.c app/router.c
@@ -178,7 +178,7 @@ FUZZ_CHECK_SECONDS ?= 20
 FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Wno-missing-prototypes \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 fuzz_envfile_SRCS := app/envfile.c app/problems.c
-fuzz_config_SRCS := app/config.c app/envfile.c app/problems.c
+fuzz_config_SRCS := app/config.c app/envfile.c app/problems.c app/redact.c
 fuzz_router_SRCS := app/router.c
 fuzz_fcgiguard_SRCS := app/fcgiguard.c
 FUZZ_NAMES := envfile config router fcgiguard

@@ -8,7 +8,7 @@
  * Oracle, besides ASan/UBSan/LSan: the password of every DATABASE_URL in the
  * input (as PQconninfoParse decodes it; checked when at least 4 bytes) must
  * not appear in any problem line, in config_print output, in
- * config_redact_url output or in config_db_target output. A plain "is it in
+ * redact_conninfo output or in config_db_target output. A plain "is it in
  * the output" test would cry wolf when the password also happens to be the
  * user name, a default such as "1500", or a word of a message; so the check
  * is differential: the input is run a second time with the password's bytes
@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "envfile.h"
+#include "redact.h"
 
 #define MAX_ENV 64
 
@@ -147,7 +148,7 @@ static void emit_redacted(FILE *out, const char *url)
 	char buf[4096];
 
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-		config_redact_url(url, buf, sizes[i]);
+		redact_conninfo(url, buf, sizes[i]);
 		if (strlen(buf) >= sizes[i])
 			abort(); /* must always NUL-terminate within outlen */
 		fprintf(out, "%s\n", buf);
