@@ -3,6 +3,7 @@
  * redaction of connection strings. Pure: it fills a problem list and never
  * logs, prints to stderr or exits. */
 #include "config.h"
+#include "conninfo.h"
 #include "envfile.h"
 #include "problems.h"
 #include "redact.h"
@@ -11,7 +12,6 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <libpq-fe.h>
 #include <netdb.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,9 +23,6 @@
 
 #define DEFAULT_ENV_FILE   "./.env"
 #define WORKERS_MAX        256
-#define REDACT_BUF         1024
-#define DATABASE_URL_FORMS "postgres:// or postgresql:// URI, or libpq key=value string"
-#define SSLMODE_ADVICE     "use sslmode=verify-full (require and verify-ca are also accepted)"
 #define SUN_PATH_MAX       sizeof(((struct sockaddr_un *)0)->sun_path)
 
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum rows are stored as int");
@@ -94,7 +91,7 @@ static const struct var vars[] = {
 	    "env file read at start-up and on SIGHUP; the environment wins over it; "
 	    "set only in the environment; empty: read none"),
 	STR("DATABASE_URL", VF_REQUIRED | VF_SECRET, NULL, database_url, check_database_url,
-	    DATABASE_URL_FORMS " naming host, dbname and user; sslmode=require, verify-ca or "
+	    CONNINFO_FORMS " naming host, dbname and user; sslmode=require, verify-ca or "
 			       "verify-full (a unix-socket host is exempt)"),
 	STR("API_HOST", 0, "127.0.0.1", api_host, check_api_host,
 	    "IP address or resolvable name to listen on; a non-loopback address requires "
@@ -279,15 +276,10 @@ static void store_scalar(struct config *cfg, const struct var *v, long n)
 /* The value as it may appear in a problem line: secrets only redacted. */
 static void quote_value(const struct var *v, const char *val, char *buf, size_t len)
 {
-	char redacted[REDACT_BUF];
-
-	if (v->flags & VF_SECRET) {
-		redact_conninfo(val, redacted, sizeof redacted);
-		problems_quote(redacted, buf, len);
-		explicit_bzero(redacted, sizeof redacted);
-	} else {
+	if (v->flags & VF_SECRET)
+		conninfo_quote(val, buf, len);
+	else
 		problems_quote(val, buf, len);
-	}
 }
 
 static void join_words(const char *const *words, const char *sep, char *buf, size_t len)
@@ -327,232 +319,21 @@ static void report_invalid(struct load *ld, const struct var *v, const char *val
 	problems_add(ld->p, "%s=\"%s\": must be %s", v->name, q, valid);
 }
 
-/* ---- DATABASE_URL ---- */
-
-enum ssl_class { SSL_ABSENT, SSL_WEAK, SSL_REQUIRE, SSL_VERIFY, SSL_INVALID };
-
-/* What the validator needs from a parsed connection string; no secret. */
-struct db_facts {
-	bool host, dbname, user, tcp, port_ok;
-	enum ssl_class ssl;
-	char sslmode[32];
-};
-
-/* A comma-separated host list reaches some host over TCP, not a unix socket
- * ('/' path, or '@' abstract name as libpq reads it on Linux). Empty entries
- * fall back to libpq's default socket. */
-static bool hosts_use_tcp(const char *hosts)
-{
-	for (const char *h = hosts;; h++) {
-		size_t len = strcspn(h, ",");
-
-		if (len > 0 && *h != '/' && *h != '@')
-			return true;
-		h += len;
-		if (*h == '\0')
-			return false;
-	}
-}
-
-/* A comma-separated port list: each entry empty (default) or 1..65535. */
-static bool ports_valid(const char *ports)
-{
-	char one[16];
-	long n;
-
-	for (const char *s = ports;; s++) {
-		size_t len = strcspn(s, ",");
-
-		if (len >= sizeof one)
-			return false;
-		memcpy(one, s, len);
-		one[len] = '\0';
-		if (len > 0 && parse_long(one, 10, 1, 65535, &n) < 0)
-			return false;
-		s += len;
-		if (*s == '\0')
-			return true;
-	}
-}
-
-static enum ssl_class classify_sslmode(const char *mode)
-{
-	static const char *const weak[] = { "disable", "allow", "prefer", NULL };
-	static const char *const verify[] = { "verify-ca", "verify-full", NULL };
-
-	if (mode == NULL || *mode == '\0')
-		return SSL_ABSENT;
-	for (size_t i = 0; weak[i] != NULL; i++)
-		if (strcmp(mode, weak[i]) == 0)
-			return SSL_WEAK;
-	for (size_t i = 0; verify[i] != NULL; i++)
-		if (strcmp(mode, verify[i]) == 0)
-			return SSL_VERIFY;
-	return strcmp(mode, "require") == 0 ? SSL_REQUIRE : SSL_INVALID;
-}
-
-static bool nonempty(const char *val)
-{
-	return val != NULL && *val != '\0';
-}
-
-static void note_option(struct db_facts *f, const char *key, const char *val)
-{
-	if (strcmp(key, "host") == 0 && nonempty(val)) {
-		f->host = true;
-		f->tcp = f->tcp || hosts_use_tcp(val);
-	} else if (strcmp(key, "hostaddr") == 0 && nonempty(val)) {
-		f->host = f->tcp = true;
-	} else if (strcmp(key, "dbname") == 0) {
-		f->dbname = nonempty(val);
-	} else if (strcmp(key, "user") == 0) {
-		f->user = nonempty(val);
-	} else if (strcmp(key, "port") == 0 && val != NULL) {
-		f->port_ok = ports_valid(val);
-	} else if (strcmp(key, "sslmode") == 0) {
-		f->ssl = classify_sslmode(val);
-		problems_quote(val ? val : "", f->sslmode, sizeof f->sslmode);
-	}
-}
-
-/* PQconninfoParse's error text may quote the password: wipe it unread. */
-static void free_pq_error(char *err)
-{
-	if (err == NULL)
-		abort(); /* libpq's out-of-memory signal */
-	explicit_bzero(err, strlen(err));
-	PQfreemem(err);
-}
-
-/* Option values include the password: wipe all of them before freeing. */
-static void free_options(PQconninfoOption *opts)
-{
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-		if (o->val != NULL)
-			explicit_bzero(o->val, strlen(o->val));
-	PQconninfoFree(opts);
-}
-
-static int db_facts(const char *url, struct db_facts *f)
-{
-	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(url, &err);
-
-	memset(f, 0, sizeof *f);
-	f->port_ok = true;
-	if (opts == NULL) {
-		free_pq_error(err);
-		return -1;
-	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-		note_option(f, o->keyword, o->val);
-	free_options(opts);
-	return 0;
-}
-
-static int check_scheme(struct load *ld, const char *url, const char *shown)
-{
-	size_t n = redact_uri_prefix_len(url, strlen(url));
-	char scheme[64];
-
-	if (n == 0 || strncmp(url, "postgres://", n) == 0 || strncmp(url, "postgresql://", n) == 0)
-		return 0;
-	snprintf(scheme, sizeof scheme, "%.*s", (int)(n - 3 < 40 ? n - 3 : 40), url);
-	problems_add(
-	    ld->p, "DATABASE_URL=\"%s\": scheme \"%s\" is not supported; use a " DATABASE_URL_FORMS,
-	    shown, scheme);
-	return -1;
-}
-
-/* Host, database and user must be named (libpq would fall back to the
- * environment and the OS user); the port, if given, must be a port. */
-static int report_parts(struct load *ld, const struct db_facts *f, const char *shown)
-{
-	char missing[32];
-	int rc = 0;
-
-	snprintf(missing, sizeof missing, "%s%s%s", f->host ? "" : ", host",
-		 f->dbname ? "" : ", dbname", f->user ? "" : ", user");
-	if (missing[0] != '\0') {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": must name a host, a database and a "
-			     "user; missing: %s",
-			     shown, missing + 2);
-		rc = -1;
-	}
-	if (!f->port_ok) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": port must be an integer between 1 and "
-			     "65535",
-			     shown);
-		rc = -1;
-	}
-	return rc;
-}
-
-static int report_sslmode(struct load *ld, const struct db_facts *f, const char *shown)
-{
-	if (f->ssl == SSL_INVALID) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": sslmode=\"%s\" is not a libpq sslmode; %s",
-			     shown, f->sslmode, SSLMODE_ADVICE);
-		return -1;
-	}
-	if (!f->host || !f->tcp)
-		return 0; /* a unix socket is not on the network: TLS is not needed */
-	if (f->ssl == SSL_ABSENT) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": sslmode is not set, so TLS is not "
-			     "guaranteed over TCP; add sslmode=verify-full (require and verify-ca "
-			     "are also accepted)",
-			     shown);
-		return -1;
-	}
-	if (f->ssl == SSL_WEAK) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": sslmode=%s does not guarantee TLS over "
-			     "TCP; %s",
-			     shown, f->sslmode, SSLMODE_ADVICE);
-		return -1;
-	}
-	return 0;
-}
-
 static void report_required(struct load *ld, const struct var *v)
 {
 	/* DATABASE_URL, the one required row, is secret: its short form list is
 	 * what the operator needs here, not the whole help text. */
 	problems_add(ld->p, "%s: required (%s)", v->name,
-		     (v->flags & VF_SECRET) ? DATABASE_URL_FORMS : v->help);
+		     (v->flags & VF_SECRET) ? CONNINFO_FORMS : v->help);
 }
 
 static int check_database_url(struct load *ld, const struct var *v, const char *val)
 {
-	char shown[PROBLEMS_QUOTE_BUF];
-	struct db_facts f;
-	int rc;
-
 	if (*val == '\0') {
 		report_required(ld, v);
 		return -1;
 	}
-	quote_value(v, val, shown, sizeof shown);
-	if (check_scheme(ld, val, shown) < 0)
-		return -1;
-	if (db_facts(val, &f) < 0) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": cannot be parsed as a URI or key=value "
-			     "string (" DATABASE_URL_FORMS ")",
-			     shown);
-		return -1;
-	}
-	rc = report_parts(ld, &f, shown);
-	if (report_sslmode(ld, &f, shown) < 0)
-		rc = -1;
-	/* sslmode=require encrypts without authenticating the server: the
-	 * server warns at start-up (DESIGN.md §5). */
-	ld->cfg->db_sslmode_require = f.tcp && f.ssl == SSL_REQUIRE;
-	return rc;
+	return conninfo_check(val, ld->p, &ld->cfg->db_sslmode_require);
 }
 
 /* ---- the listen variables ---- */
@@ -920,33 +701,8 @@ void config_print_help(FILE *out)
 	fprintf(out, "  (WORKERS default: online CPUs; spawned on fd 0: PHP_FCGI_CHILDREN or 1)\n");
 }
 
+/* The banner's and the tools' view of DATABASE_URL. */
 void config_db_target(const struct config *cfg, char *out, size_t outlen)
 {
-	const char *host = NULL, *hostaddr = NULL, *port = NULL, *db = NULL;
-	char *err = NULL;
-	PQconninfoOption *opts;
-
-	if (outlen == 0)
-		return;
-	snprintf(out, outlen, "(invalid)");
-	if (cfg->database_url == NULL)
-		return;
-	opts = PQconninfoParse(cfg->database_url, &err);
-	if (opts == NULL) {
-		free_pq_error(err);
-		return;
-	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		const char **slot = strcmp(o->keyword, "host") == 0       ? &host
-				    : strcmp(o->keyword, "hostaddr") == 0 ? &hostaddr
-				    : strcmp(o->keyword, "port") == 0     ? &port
-				    : strcmp(o->keyword, "dbname") == 0   ? &db
-									  : NULL;
-		if (slot != NULL && nonempty(o->val))
-			*slot = o->val;
-	}
-	host = host ? host : hostaddr ? hostaddr : "localhost";
-	snprintf(out, outlen, strchr(host, ':') && !strchr(host, ',') ? "[%s]:%s/%s" : "%s:%s/%s",
-		 host, port ? port : "5432", db ? db : "");
-	free_options(opts);
+	conninfo_target(cfg->database_url, out, outlen);
 }
