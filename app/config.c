@@ -601,24 +601,8 @@ static void check_exposure(struct load *ld)
 		     q);
 }
 
-int config_load(struct config *cfg, const struct config_source *src, struct problems *p)
-{
-	struct envfile ef = { NULL, 0 };
-	struct load ld = { cfg, src, &ef, p, 0 };
-	size_t before = p->n;
-
-	memset(cfg, 0, sizeof *cfg);
-	load_env_file(&ld, &ef);
-	for (size_t i = 0; i < NVARS; i++)
-		if (!(vars[i].flags & VF_ENV_FILE))
-			load_var(&ld, &vars[i]);
-	check_budget(&ld);
-	check_exposure(&ld);
-	envfile_free(&ef);
-	return p->n == before ? 0 : -1;
-}
-
-void config_free(struct config *cfg)
+/* Every string row is owned by the config and may hold a secret. */
+static void release_strings(struct config *cfg)
 {
 	for (size_t i = 0; i < NVARS; i++) {
 		if (vars[i].type == VAR_STRING) {
@@ -628,6 +612,37 @@ void config_free(struct config *cfg)
 			*slot = NULL;
 		}
 	}
+}
+
+struct config *config_new(void)
+{
+	return xcalloc(1, sizeof(struct config));
+}
+
+void config_destroy(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	release_strings(cfg);
+	free(cfg);
+}
+
+int config_load(struct config *cfg, const struct config_source *src, struct problems *p)
+{
+	struct envfile ef = { NULL, 0 };
+	struct load ld = { cfg, src, &ef, p, 0 };
+	size_t before = p->n;
+
+	release_strings(cfg);
+	memset(cfg, 0, sizeof *cfg);
+	load_env_file(&ld, &ef);
+	for (size_t i = 0; i < NVARS; i++)
+		if (!(vars[i].flags & VF_ENV_FILE))
+			load_var(&ld, &vars[i]);
+	check_budget(&ld);
+	check_exposure(&ld);
+	envfile_free(&ef);
+	return p->n == before ? 0 : -1;
 }
 
 /* ---- printing ---- */

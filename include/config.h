@@ -10,8 +10,6 @@
 #include "log.h"
 #include "problems.h"
 
-#define CONFIG_EX_CONFIG 78 /* sysexits.h EX_CONFIG */
-
 enum health_details { HEALTH_DETAILS_FULL, HEALTH_DETAILS_MINIMAL };
 
 struct config {
@@ -58,11 +56,17 @@ struct config_source {
 	long online_cpus;
 };
 
-/* Fill cfg from the environment and the env file; 0 if valid, -1 with every
- * problem appended to p. cfg must be released with config_free either way. */
+/* An empty configuration, to be filled by config_load; aborts when out of
+ * memory. Whoever creates one destroys it (a reload builds a new one and
+ * destroys the old one once it is replaced). */
+struct config *config_new(void) __attribute__((malloc, returns_nonnull));
+/* Wipe the strings (DATABASE_URL holds the password) and free; NULL is fine. */
+void config_destroy(struct config *cfg);
+/* Fill cfg from the environment and the env file, replacing what it held;
+ * 0 if valid, -1 with every problem appended to p (cfg then holds what could
+ * be read, defaults for the rest, and is still destroyed by its owner). */
 int config_load(struct config *cfg, const struct config_source *src, struct problems *p)
 	__attribute__((warn_unused_result));
-void config_free(struct config *cfg);
 /* The instance's bound on database connections, WORKERS × (DB_POOL_SIZE +
  * DB_MAX_OVERFLOW) (DESIGN.md §1); the one place it is computed. */
 static inline long config_db_bound(const struct config *cfg)

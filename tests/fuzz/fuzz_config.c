@@ -159,7 +159,7 @@ static void emit_redacted(FILE *out, const char *url)
 static char *observe(const uint8_t *data, size_t size)
 {
 	struct run r;
-	struct config cfg;
+	struct config *cfg = config_new();
 	struct problems p = { NULL, 0 };
 	struct config_source src;
 	char target[256], *text = NULL, path[64];
@@ -185,16 +185,16 @@ static char *observe(const uint8_t *data, size_t size)
 	src.environ = r.env;
 	src.spawned = data[0] & 1;
 	src.online_cpus = (data[0] >> 1) & 3;
-	if (config_load(&cfg, &src, &p) == 0 && p.n != 0)
+	if (config_load(cfg, &src, &p) == 0 && p.n != 0)
 		abort();
 	for (size_t i = 0; i < p.n; i++)
 		fprintf(out, "%s\n", p.lines[i]);
-	config_print(&cfg, out);
-	config_db_target(&cfg, target, sizeof target);
+	config_print(cfg, out);
+	config_db_target(cfg, target, sizeof target);
 	fprintf(out, "%s\n", target);
 	for (size_t i = 0; i < r.nurls; i++)
 		emit_redacted(out, r.urls[i]);
-	config_free(&cfg);
+	config_destroy(cfg);
 	problems_free(&p);
 	if (fd >= 0)
 		close(fd);

@@ -24,7 +24,7 @@
 #define MAX_ENV    64
 
 struct run {
-	struct config cfg;
+	struct config *cfg;
 	struct problems p;
 	int rc;
 };
@@ -56,7 +56,8 @@ static void load_list(struct run *r, bool spawned, long cpus, bool with_db, cons
 	src.online_cpus = cpus;
 	r->p.lines = NULL;
 	r->p.n = 0;
-	r->rc = config_load(&r->cfg, &src, &r->p);
+	r->cfg = config_new();
+	r->rc = config_load(r->cfg, &src, &r->p);
 }
 
 #define LOAD(r, ...)                                                                               \
@@ -72,7 +73,7 @@ static void load_list(struct run *r, bool spawned, long cpus, bool with_db, cons
 
 static void done(struct run *r)
 {
-	config_free(&r->cfg);
+	config_destroy(r->cfg);
 	problems_free(&r->p);
 }
 
@@ -228,7 +229,7 @@ static void expect_int_ok(const struct int_case *c, long value)
 	snprintf(text, sizeof text, "%ld", value);
 	load_int(&r, c, text);
 	expect_ok(&r);
-	assert_int_equal(long_at(&r.cfg, c->off), value);
+	assert_int_equal(long_at(r.cfg, c->off), value);
 	done(&r);
 }
 
@@ -260,7 +261,7 @@ static void test_int_defaults_and_bounds(void **state)
 		print_message("%s\n", c->name);
 		load_int(&r, c, NULL);
 		expect_ok(&r);
-		assert_int_equal(long_at(&r.cfg, c->off), c->def);
+		assert_int_equal(long_at(r.cfg, c->off), c->def);
 		done(&r);
 		expect_int_ok(c, c->min);
 		expect_int_ok(c, c->max);
@@ -339,13 +340,13 @@ static void test_socket_mode_octal(void **state)
 	(void)state;
 	LOAD(&r, "LOG_LEVEL=info");
 	expect_ok(&r);
-	assert_int_equal(r.cfg.api_socket_mode, 0660);
+	assert_int_equal(r.cfg->api_socket_mode, 0660);
 	done(&r);
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		snprintf(line, sizeof line, "API_SOCKET_MODE=%s", ok[i].text);
 		LOAD(&r, line);
 		expect_ok(&r);
-		assert_int_equal(r.cfg.api_socket_mode, ok[i].mode);
+		assert_int_equal(r.cfg->api_socket_mode, ok[i].mode);
 		done(&r);
 	}
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -358,7 +359,7 @@ static void test_socket_mode_octal(void **state)
 		    "API_SOCKET_MODE=\"%s\": must be octal permission bits between 0000 and 0777",
 		    bad[i]);
 		expect_line(&r, line);
-		assert_int_equal(r.cfg.api_socket_mode, 0660);
+		assert_int_equal(r.cfg->api_socket_mode, 0660);
 		done(&r);
 	}
 }
@@ -388,10 +389,10 @@ static void check_bool(const struct bool_case *c, const char *word, int want)
 			 "%s=\"%s\": must be a boolean (1/0, true/false, yes/no, on/off)", c->name,
 			 word);
 		expect_line(&r, line);
-		assert_int_equal(bool_at(&r.cfg, c->off), c->def);
+		assert_int_equal(bool_at(r.cfg, c->off), c->def);
 	} else {
 		expect_ok(&r);
-		assert_int_equal(bool_at(&r.cfg, c->off), want);
+		assert_int_equal(bool_at(r.cfg, c->off), want);
 	}
 	done(&r);
 }
@@ -412,7 +413,7 @@ static void test_booleans(void **state)
 
 		LOAD(&r, "LOG_LEVEL=info");
 		expect_ok(&r);
-		assert_int_equal(bool_at(&r.cfg, c->off), c->def);
+		assert_int_equal(bool_at(r.cfg, c->off), c->def);
 		done(&r);
 		for (size_t j = 0; j < sizeof yes / sizeof yes[0]; j++)
 			check_bool(c, yes[j], 1);
@@ -465,9 +466,9 @@ static void test_enums(void **state)
 	(void)state;
 	LOAD(&r, "ACCESS_LOG=0");
 	expect_ok(&r);
-	assert_int_equal(r.cfg.log_level, LOG_LEVEL_INFO);
-	assert_int_equal(r.cfg.log_format, LOG_FORMAT_TEXT);
-	assert_int_equal(r.cfg.health_details, HEALTH_DETAILS_FULL);
+	assert_int_equal(r.cfg->log_level, LOG_LEVEL_INFO);
+	assert_int_equal(r.cfg->log_format, LOG_FORMAT_TEXT);
+	assert_int_equal(r.cfg->health_details, HEALTH_DETAILS_FULL);
 	done(&r);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		LOAD(&r, cases[i].setting);
@@ -475,7 +476,7 @@ static void test_enums(void **state)
 			expect_line(&r, cases[i].line);
 		} else {
 			expect_ok(&r);
-			assert_int_equal(*(const int *)((const char *)&r.cfg + cases[i].off),
+			assert_int_equal(*(const int *)((const char *)r.cfg + cases[i].off),
 					 cases[i].want);
 		}
 		done(&r);
@@ -489,26 +490,26 @@ static void test_string_defaults(void **state)
 	(void)state;
 	LOAD(&r, "ACCESS_LOG=0");
 	expect_ok(&r);
-	assert_string_equal(r.cfg.database_url, DB_URL);
-	assert_string_equal(r.cfg.api_host, "127.0.0.1");
-	assert_null(r.cfg.api_socket);
-	assert_null(r.cfg.fcgi_web_server_addrs);
-	assert_string_equal(r.cfg.migrations_dir, "./migrations");
-	assert_null(r.cfg.env_file);
-	assert_false(r.cfg.db_sslmode_require);
+	assert_string_equal(r.cfg->database_url, DB_URL);
+	assert_string_equal(r.cfg->api_host, "127.0.0.1");
+	assert_null(r.cfg->api_socket);
+	assert_null(r.cfg->fcgi_web_server_addrs);
+	assert_string_equal(r.cfg->migrations_dir, "./migrations");
+	assert_null(r.cfg->env_file);
+	assert_false(r.cfg->db_sslmode_require);
 	done(&r);
 	/* empty optional strings mean unset */
 	LOAD(&r, "API_SOCKET=", "FCGI_WEB_SERVER_ADDRS=");
 	expect_ok(&r);
-	assert_null(r.cfg.api_socket);
-	assert_null(r.cfg.fcgi_web_server_addrs);
+	assert_null(r.cfg->api_socket);
+	assert_null(r.cfg->fcgi_web_server_addrs);
 	done(&r);
 	LOAD(&r, "MIGRATIONS_DIR=");
 	expect_text(&r, "MIGRATIONS_DIR=\"\": must not be empty");
 	done(&r);
 	LOAD(&r, "MIGRATIONS_DIR=/srv/app/migrations");
 	expect_ok(&r);
-	assert_string_equal(r.cfg.migrations_dir, "/srv/app/migrations");
+	assert_string_equal(r.cfg->migrations_dir, "/srv/app/migrations");
 	done(&r);
 }
 
@@ -521,7 +522,7 @@ static long workers_for(bool spawned, long cpus, const char *const *vars)
 
 	load_list(&r, spawned, cpus, true, vars);
 	expect_ok(&r);
-	n = r.cfg.workers;
+	n = r.cfg->workers;
 	done(&r);
 	return n;
 }
@@ -561,7 +562,7 @@ static void test_env_file_default_missing_is_fine(void **state)
 	assert_int_equal(access("./.env", F_OK), -1);
 	LOAD(&r, "ACCESS_LOG=0");
 	expect_ok(&r);
-	assert_null(r.cfg.env_file);
+	assert_null(r.cfg->env_file);
 	done(&r);
 }
 
@@ -573,9 +574,9 @@ static void test_env_file_default_is_read(void **state)
 	write_file("./.env", "# local settings\nexport API_PORT=9100\nWORKERS='7'\n");
 	LOAD(&r, "ACCESS_LOG=0");
 	expect_ok(&r);
-	assert_int_equal(r.cfg.api_port, 9100);
-	assert_int_equal(r.cfg.workers, 7);
-	assert_string_equal(r.cfg.env_file, "./.env");
+	assert_int_equal(r.cfg->api_port, 9100);
+	assert_int_equal(r.cfg->workers, 7);
+	assert_string_equal(r.cfg->env_file, "./.env");
 	done(&r);
 	unlink("./.env");
 }
@@ -589,17 +590,17 @@ static void test_environment_wins_over_file(void **state)
 				     "DATABASE_URL=postgres://file@h/d?sslmode=require\n");
 	LOAD(&r, "ENV_FILE=precedence.env", "API_PORT=9200", "LOG_LEVEL=error");
 	expect_ok(&r);
-	assert_int_equal(r.cfg.api_port, 9200);
-	assert_int_equal(r.cfg.workers, 7);
-	assert_int_equal(r.cfg.log_level, LOG_LEVEL_ERROR);
-	assert_string_equal(r.cfg.database_url, DB_URL);
-	assert_string_equal(r.cfg.env_file, "precedence.env");
+	assert_int_equal(r.cfg->api_port, 9200);
+	assert_int_equal(r.cfg->workers, 7);
+	assert_int_equal(r.cfg->log_level, LOG_LEVEL_ERROR);
+	assert_string_equal(r.cfg->database_url, DB_URL);
+	assert_string_equal(r.cfg->env_file, "precedence.env");
 	done(&r);
 	/* DATABASE_URL only in the file is used */
 	LOAD_NODB(&r, "ENV_FILE=precedence.env");
 	expect_ok(&r);
-	assert_string_equal(r.cfg.database_url, "postgres://file@h/d?sslmode=require");
-	assert_true(r.cfg.db_sslmode_require);
+	assert_string_equal(r.cfg->database_url, "postgres://file@h/d?sslmode=require");
+	assert_true(r.cfg->db_sslmode_require);
 	done(&r);
 	/* set-but-empty in the environment still wins (python-decouple) */
 	LOAD(&r, "ENV_FILE=precedence.env", "API_PORT=");
@@ -646,15 +647,15 @@ static void test_env_file_only_from_environment(void **state)
 	write_file("./.env", "ENV_FILE=/nonexistent/other.env\nPHP_FCGI_CHILDREN=9\n");
 	load_list(&r, true, 4, true, NULL);
 	expect_ok(&r);
-	assert_string_equal(r.cfg.env_file, "./.env");
-	assert_int_equal(r.cfg.workers, 1);
+	assert_string_equal(r.cfg->env_file, "./.env");
+	assert_int_equal(r.cfg->workers, 1);
 	done(&r);
 	/* ENV_FILE= (empty) reads no file, not even ./.env */
 	write_file("./.env", "API_PORT=9100\n");
 	LOAD(&r, "ENV_FILE=");
 	expect_ok(&r);
-	assert_int_equal(r.cfg.api_port, 9009);
-	assert_null(r.cfg.env_file);
+	assert_int_equal(r.cfg->api_port, 9009);
+	assert_null(r.cfg->env_file);
 	done(&r);
 	unlink("./.env");
 }
@@ -670,7 +671,7 @@ static void test_database_url_required(void **state)
 	expect_line(&r, "DATABASE_URL: required (postgres:// or postgresql:// URI, or libpq "
 			"key=value string)");
 	assert_int_equal(r.p.n, 1);
-	assert_null(r.cfg.database_url);
+	assert_null(r.cfg->database_url);
 	done(&r);
 	LOAD_NODB(&r, "DATABASE_URL=");
 	expect_text(&r, "DATABASE_URL: required");
@@ -692,11 +693,11 @@ static void test_database_url_checked(void **state)
 	done(&r);
 	LOAD_NODB(&r, "DATABASE_URL=postgres://app:" SECRET_ENC "@db.example.com/app?sslmode=require");
 	expect_ok(&r);
-	assert_true(r.cfg.db_sslmode_require);
+	assert_true(r.cfg->db_sslmode_require);
 	done(&r);
 	LOAD(&r, "ACCESS_LOG=0");
 	expect_ok(&r);
-	assert_false(r.cfg.db_sslmode_require);
+	assert_false(r.cfg->db_sslmode_require);
 	done(&r);
 }
 
@@ -765,7 +766,7 @@ static void test_web_server_addrs(void **state)
 	(void)state;
 	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.1,10.0.0.2,::1");
 	expect_ok(&r);
-	assert_string_equal(r.cfg.fcgi_web_server_addrs, "10.0.0.1,10.0.0.2,::1");
+	assert_string_equal(r.cfg->fcgi_web_server_addrs, "10.0.0.1,10.0.0.2,::1");
 	done(&r);
 	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.1, 10.0.0.2");
 	expect_line(&r, "FCGI_WEB_SERVER_ADDRS=\"10.0.0.1, 10.0.0.2\": \" 10.0.0.2\" is not an IP "
@@ -797,7 +798,7 @@ static void test_api_socket(void **state)
 	snprintf(setting, sizeof setting, "API_SOCKET=%s", path107);
 	LOAD(&r, setting);
 	expect_ok(&r);
-	assert_string_equal(r.cfg.api_socket, path107);
+	assert_string_equal(r.cfg->api_socket, path107);
 	done(&r);
 	snprintf(setting, sizeof setting, "API_SOCKET=%s", path108);
 	LOAD(&r, setting);
@@ -818,7 +819,7 @@ static void test_connection_budget(void **state)
 	(void)state;
 	LOAD(&r, "WORKERS=4", "DB_POOL_SIZE=2", "DB_MAX_OVERFLOW=2", "DB_CONNECTION_BUDGET=16");
 	expect_ok(&r);
-	assert_int_equal(r.cfg.db_connection_budget, 16);
+	assert_int_equal(r.cfg->db_connection_budget, 16);
 	done(&r);
 	LOAD(&r, "WORKERS=4", "DB_POOL_SIZE=2", "DB_MAX_OVERFLOW=2", "DB_CONNECTION_BUDGET=15");
 	expect_line(&r, "DB_CONNECTION_BUDGET=\"15\": WORKERS * (DB_POOL_SIZE + DB_MAX_OVERFLOW) = "
@@ -899,7 +900,7 @@ static void test_print_effective_redacted(void **state)
 	(void)state;
 	LOAD(&r, "API_PORT=9200", "LOG_LEVEL=WARN");
 	expect_ok(&r);
-	out = print_to_string(&r.cfg);
+	out = print_to_string(r.cfg);
 	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
 		if (strstr(out, lines[i]) == NULL) {
 			print_message("missing %s in:\n%s", lines[i], out);
@@ -928,7 +929,7 @@ static void test_print_key_value_password_redacted(void **state)
 		  " with space' sslmode=verify-full",
 		  "DB_CONNECTION_BUDGET=100", "API_SOCKET_MODE=600");
 	expect_ok(&r);
-	out = print_to_string(&r.cfg);
+	out = print_to_string(r.cfg);
 	assert_non_null(strstr(out, "DATABASE_URL=host=db dbname=app user=app password=**** "
 				    "sslmode=verify-full\n"));
 	assert_non_null(strstr(out, "DB_CONNECTION_BUDGET=100\n"));
@@ -970,7 +971,7 @@ static void test_db_target(void **state)
 	(void)state;
 	LOAD(&r, "ACCESS_LOG=0");
 	expect_ok(&r);
-	config_db_target(&r.cfg, out, sizeof out);
+	config_db_target(r.cfg, out, sizeof out);
 	assert_string_equal(out, "db.example.com:5432/app");
 	done(&r);
 }
@@ -1002,7 +1003,7 @@ static void test_password_never_in_problems(void **state)
 		expect_text(&r, "DATABASE_URL");
 		expect_no_secret(&r, "s3cr3t");
 		expect_no_secret(&r, "w0rd");
-		out = print_to_string(&r.cfg);
+		out = print_to_string(r.cfg);
 		assert_null(strstr(out, "s3cr3t"));
 		free(out);
 		done(&r);
@@ -1029,19 +1030,38 @@ static void test_problem_value_escaped_and_bounded(void **state)
 	done(&r);
 }
 
-/* config_free on a zeroed config and twice in a row is harmless. */
-static void test_free_is_idempotent(void **state)
+/* config_destroy takes NULL and a config never loaded; a config loaded twice
+ * keeps only the second load and leaks nothing (ASan and valgrind runs). */
+static void test_destroy_and_reload(void **state)
 {
-	struct config cfg;
+	static const char *const first[] = { "API_SOCKET=/run/x.sock", "ENV_FILE=reload.env", NULL };
+	static const char *const second[] = { "API_PORT=9100", NULL };
+	struct config_source src = { NULL, false, 4 };
+	struct problems p = { NULL, 0 };
 	struct run r;
+	char *env[4];
 
 	(void)state;
-	memset(&cfg, 0, sizeof cfg);
-	config_free(&cfg);
-	LOAD(&r, "API_SOCKET=/run/x.sock");
+	config_destroy(NULL);
+	config_destroy(config_new());
+	write_file("reload.env", "WORKERS=3\n");
+	load_list(&r, false, 4, true, first);
 	expect_ok(&r);
-	config_free(&r.cfg);
+	assert_string_equal(r.cfg->api_socket, "/run/x.sock");
+	assert_string_equal(r.cfg->env_file, "reload.env");
+	assert_int_equal(r.cfg->workers, 3);
+	env[0] = (char *)"DATABASE_URL=" DB_URL;
+	env[1] = (char *)second[0];
+	env[2] = NULL;
+	src.environ = env;
+	assert_int_equal(config_load(r.cfg, &src, &p), 0);
+	assert_null(r.cfg->api_socket);
+	assert_null(r.cfg->env_file);
+	assert_int_equal(r.cfg->workers, 4);
+	assert_int_equal(r.cfg->api_port, 9100);
+	problems_free(&p);
 	done(&r);
+	unlink("reload.env");
 }
 
 /* ---- fixture: a private working directory ---- */
@@ -1095,7 +1115,7 @@ int main(void)
 		cmocka_unit_test(test_db_target),
 		cmocka_unit_test(test_password_never_in_problems),
 		cmocka_unit_test(test_problem_value_escaped_and_bounded),
-		cmocka_unit_test(test_free_is_idempotent),
+		cmocka_unit_test(test_destroy_and_reload),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
