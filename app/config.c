@@ -106,13 +106,14 @@ static const struct var vars[] = {
 	    "comma-separated IP addresses of the web servers allowed to connect over TCP"),
 	{ "WORKERS", VAR_INT, VF_WORKERS, 1, WORKERS_MAX, NULL, OFF(workers), NULL, NULL,
 	  "worker processes" },
-	/* Defaults from make bench's sweep (bench/results/README.md, findings 4
-	 * and 5): WORKER_THREADS = DB_POOL_SIZE + DB_MAX_OVERFLOW. A /health/db
-	 * request holds a thread and a connection for one database round trip:
-	 * with fewer threads, connections sit unused at Neon's round trips (one
-	 * thread through a 4 ms relay: 4x less throughput); with more, threads
-	 * only queue for a connection and cost CPU per request and memory.
-	 * WORKERS defaults to the online CPUs (VF_WORKERS). */
+	/* Defaults from make bench's WORKERS x WORKER_THREADS sweep and its
+	 * 4 ms relay: WORKER_THREADS = DB_POOL_SIZE + DB_MAX_OVERFLOW. A
+	 * /health/db request holds a thread and a connection for one database
+	 * round trip: with fewer threads, connections sit unused at Neon's round
+	 * trips (one thread through the relay: 4x less throughput); with more,
+	 * threads only queue for a connection and cost CPU per request (T=16:
+	 * 83-99 us against 71-81 us for T=4 on 2 CPUs) and memory. WORKERS
+	 * defaults to the online CPUs (VF_WORKERS). */
 	INT("WORKER_THREADS", 1, 64, "4", worker_threads, "concurrent requests per worker"),
 	INT("DB_POOL_SIZE", 1, 100, "2", db_pool_size, "connections a worker keeps"),
 	INT("DB_MAX_OVERFLOW", 0, 100, "2", db_max_overflow,
