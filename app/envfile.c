@@ -266,11 +266,12 @@ const char *envfile_get(const struct envfile *ef, const char *key)
 
 void envfile_free(struct envfile *ef)
 {
-	for (size_t i = 0; i < ef->n; i++) {
-		free(ef->entries[i].key);
-		xfree_wiped(ef->entries[i].value);
+	while (ef->n > 0) {
+		struct envfile_entry *e = &ef->entries[--ef->n];
+
+		free(e->key);
+		xfree_wiped(e->value); /* values may be passwords */
 	}
 	free(ef->entries);
 	ef->entries = NULL;
-	ef->n = 0;
 }
