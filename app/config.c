@@ -21,9 +21,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DEFAULT_ENV_FILE   "./.env"
-#define WORKERS_MAX        256
-#define SUN_PATH_MAX       sizeof(((struct sockaddr_un *)0)->sun_path)
+#define DEFAULT_ENV_FILE "./.env"
+#define WORKERS_MAX      256
+#define SUN_PATH_MAX     sizeof(((struct sockaddr_un *)0)->sun_path)
 
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum rows are stored as int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum rows are stored as int");
@@ -92,7 +92,7 @@ static const struct var vars[] = {
 	    "set only in the environment; empty: read none"),
 	STR("DATABASE_URL", VF_REQUIRED | VF_SECRET, NULL, database_url, check_database_url,
 	    CONNINFO_FORMS " naming host, dbname and user; sslmode=require, verify-ca or "
-			       "verify-full (a unix-socket host is exempt)"),
+			   "verify-full (a unix-socket host is exempt)"),
 	STR("API_HOST", 0, "127.0.0.1", api_host, check_api_host,
 	    "IP address or resolvable name to listen on; a non-loopback address requires "
 	    "FCGI_WEB_SERVER_ADDRS"),

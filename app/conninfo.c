@@ -166,7 +166,8 @@ static int check_scheme(struct problems *p, const char *url, const char *shown)
 	if (n == 0 || strncmp(url, "postgres://", n) == 0 || strncmp(url, "postgresql://", n) == 0)
 		return 0;
 	snprintf(scheme, sizeof scheme, "%.*s", (int)(n - 3 < 40 ? n - 3 : 40), url);
-	problems_add(p, "DATABASE_URL=\"%s\": scheme \"%s\" is not supported; use a " CONNINFO_FORMS,
+	problems_add(p,
+		     "DATABASE_URL=\"%s\": scheme \"%s\" is not supported; use a " CONNINFO_FORMS,
 		     shown, scheme);
 	return -1;
 }

@@ -25,7 +25,6 @@ size_t redact_uri_prefix_len(const char *s, size_t len)
 	return 0;
 }
 
-
 static void mark(unsigned char *mask, size_t from, size_t to)
 {
 	if (to > from)

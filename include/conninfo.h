@@ -25,7 +25,7 @@ void conninfo_free(PQconninfoOption *opts);
  * *sslmode_require: a TCP host with sslmode=require, which encrypts without
  * authenticating the server (start-up warns about it). */
 int conninfo_check(const char *conninfo, struct problems *p, bool *sslmode_require)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* conninfo as a problem line may show it: redacted, escaped and bounded
  * (problems_quote); always NUL-terminates buf. */
 void conninfo_quote(const char *conninfo, char *buf, size_t len);

@@ -691,7 +691,8 @@ static void test_database_url_checked(void **state)
 	assert_int_equal(r.p.n, 1);
 	expect_no_secret(&r, "s3cr3t");
 	done(&r);
-	LOAD_NODB(&r, "DATABASE_URL=postgres://app:" SECRET_ENC "@db.example.com/app?sslmode=require");
+	LOAD_NODB(&r,
+		  "DATABASE_URL=postgres://app:" SECRET_ENC "@db.example.com/app?sslmode=require");
 	expect_ok(&r);
 	assert_true(r.cfg->db_sslmode_require);
 	done(&r);
@@ -1034,7 +1035,8 @@ static void test_problem_value_escaped_and_bounded(void **state)
  * keeps only the second load and leaks nothing (ASan and valgrind runs). */
 static void test_destroy_and_reload(void **state)
 {
-	static const char *const first[] = { "API_SOCKET=/run/x.sock", "ENV_FILE=reload.env", NULL };
+	static const char *const first[] = { "API_SOCKET=/run/x.sock", "ENV_FILE=reload.env",
+					     NULL };
 	static const char *const second[] = { "API_PORT=9100", NULL };
 	struct config_source src = { NULL, false, 4 };
 	struct problems p = { NULL, 0 };

@@ -130,11 +130,13 @@ static void test_check_rules(void **state)
 		print_message("case %zu: %s\n", i, c->url);
 		if (c->problem == NULL) {
 			if (rc != 0 || p.n != 0)
-				fail_msg("expected valid, rc=%d first=%s", rc, p.n ? p.lines[0] : "");
+				fail_msg("expected valid, rc=%d first=%s", rc,
+					 p.n ? p.lines[0] : "");
 			assert_int_equal(require, c->require);
 		} else {
 			assert_int_equal(rc, -1);
-			assert_true(has(&p, c->problem, strncmp(c->problem, "DATABASE_URL=", 13) == 0));
+			assert_true(
+			    has(&p, c->problem, strncmp(c->problem, "DATABASE_URL=", 13) == 0));
 		}
 		for (size_t j = 0; j < p.n; j++) {
 			assert_non_null(strstr(p.lines[j], "DATABASE_URL"));
@@ -185,10 +187,21 @@ static void test_check_ports(void **state)
 		const char *port;
 		bool ok;
 	} cases[] = {
-		{ "5432", true },  { "1", true },      { "65535", true },   { "000007", true },
-		{ "5432,", true }, { ",5433", true },  { "1,2,3", true },   { "0", false },
-		{ "65536", false }, { "-1", false },   { "+5", false },     { " 5", false },
-		{ "5x", false },   { "1,0", false },   { "000000000000001", true },
+		{ "5432", true },
+		{ "1", true },
+		{ "65535", true },
+		{ "000007", true },
+		{ "5432,", true },
+		{ ",5433", true },
+		{ "1,2,3", true },
+		{ "0", false },
+		{ "65536", false },
+		{ "-1", false },
+		{ "+5", false },
+		{ " 5", false },
+		{ "5x", false },
+		{ "1,0", false },
+		{ "000000000000001", true },
 		{ "0000000000000001", false }, /* 16 digits: refused unread */
 	};
 	char url[128];

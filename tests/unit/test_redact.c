@@ -100,9 +100,15 @@ static void test_uri_prefix(void **state)
 		const char *s;
 		size_t len;
 	} cases[] = {
-		{ "postgres://h/d", 11 }, { "postgresql://", 13 }, { "mysql://u:p@h", 8 },
-		{ "a+b-c.d://", 10 },     { "postgres:/h", 0 },    { "1abc://h", 0 },
-		{ "://h", 0 },            { "host=h", 0 },         { "", 0 },
+		{ "postgres://h/d", 11 },
+		{ "postgresql://", 13 },
+		{ "mysql://u:p@h", 8 },
+		{ "a+b-c.d://", 10 },
+		{ "postgres:/h", 0 },
+		{ "1abc://h", 0 },
+		{ "://h", 0 },
+		{ "host=h", 0 },
+		{ "", 0 },
 	};
 
 	(void)state;
