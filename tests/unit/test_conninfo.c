@@ -225,9 +225,11 @@ static void test_check_ports(void **state)
  * quotes the offending token, here the password itself. */
 static void test_parse_error_text_is_wiped(void **state)
 {
+	/* libpq's texts: invalid percent-encoded token: "hunter2%zz", and
+	 * invalid URI query parameter: "hunter2". */
 	static const char *const bad[] = {
-		"postgresql://u:hunter2%zz@h/db", /* invalid percent-encoded token: "hunter2%zz" */
 		"postgresql://u@h/db?password=hunter2%zz",
+		"postgresql://u@h/db?hunter2=x",
 	};
 
 	(void)state;

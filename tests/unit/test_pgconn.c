@@ -332,7 +332,7 @@ static void parse_error_text_is_wiped(void **state)
 	(void)state;
 	char err[256] = "";
 	pqfreemem_unwiped = 0;
-	assert_null(pgconn_params_new("postgresql://u:hunter2%zz@h/db", err, sizeof err));
+	assert_null(pgconn_params_new("postgresql://u@h/db?password=hunter2%zz", err, sizeof err));
 	assert_null(strstr(err, "hunter2"));
 	assert_int_equal(pqfreemem_unwiped, 0);
 }
