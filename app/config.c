@@ -1,7 +1,7 @@
 /* config: the variable table of DESIGN.md §2, one loop that parses and
- * validates every row, the rules that span several variables, and the
- * redaction of connection strings. Pure: it fills a problem list and never
- * logs, prints to stderr or exits. */
+ * validates every row, the rules that span several variables, and printing
+ * (secrets through redact). DATABASE_URL's own rules are conninfo's. Pure: it
+ * fills a problem list and never logs, prints to stderr or exits. */
 #include "config.h"
 #include "conninfo.h"
 #include "envfile.h"
