@@ -50,16 +50,20 @@ $(BUILD)/obj $(BUILD)/tests:
 
 # Unit tests: tests/unit/test_<module>.c links app/<module>.c plus the
 # neighbours named in test_<module>_SRCS (fakes live in the test file).
-test_config_SRCS := app/config.c app/envfile.c
-test_envfile_SRCS := app/envfile.c app/config.c
+# A module with the modules below it that it links against.
+CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c
+PGCONN_SRCS := app/pgconn.c $(CONNINFO_SRCS)
+test_config_SRCS := app/config.c app/envfile.c $(CONNINFO_SRCS)
+test_conninfo_SRCS := $(CONNINFO_SRCS)
+test_envfile_SRCS := app/envfile.c app/problems.c
 test_router_SRCS := app/router.c
 test_scoreboard_SRCS := app/scoreboard.c app/router.c
-test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c app/pgconn.c app/log.c
+test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c $(PGCONN_SRCS) app/log.c
 test_retry_SRCS := app/retry.c
 test_migrate_SRCS := app/migrate.c app/retry.c
-test_pgconn_SRCS := app/pgconn.c
-test_pool_SRCS := app/pool.c app/retry.c app/pgconn.c app/scoreboard.c app/router.c
-test_health_SRCS := app/health.c app/pgconn.c app/log.c
+test_pgconn_SRCS := $(PGCONN_SRCS)
+test_pool_SRCS := app/pool.c app/retry.c $(PGCONN_SRCS) app/scoreboard.c app/router.c
+test_health_SRCS := app/health.c $(PGCONN_SRCS) app/log.c
 # The utility layer (allocation, clock) is linked into every test and fuzz target.
 UTIL_SRCS := app/xalloc.c app/clock.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -177,8 +181,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 20
 FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Wno-missing-prototypes \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-fuzz_envfile_SRCS := app/envfile.c app/config.c
-fuzz_config_SRCS := app/config.c app/envfile.c
+fuzz_envfile_SRCS := app/envfile.c app/problems.c
+fuzz_config_SRCS := app/config.c app/envfile.c $(CONNINFO_SRCS)
 fuzz_router_SRCS := app/router.c
 fuzz_fcgiguard_SRCS := app/fcgiguard.c
 FUZZ_NAMES := envfile config router fcgiguard

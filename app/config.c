@@ -1,16 +1,18 @@
 /* config: the variable table of DESIGN.md §2, one loop that parses and
- * validates every row, the rules that span several variables, and the
- * redaction of connection strings. Pure: it fills a problem list and never
- * logs, prints to stderr or exits. */
+ * validates every row, the rules that span several variables, and printing
+ * (secrets through redact). DATABASE_URL's own rules are conninfo's. Pure: it
+ * fills a problem list and never logs, prints to stderr or exits. */
 #include "config.h"
+#include "conninfo.h"
 #include "envfile.h"
+#include "problems.h"
+#include "redact.h"
+#include "xalloc.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <libpq-fe.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,84 +21,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DEFAULT_ENV_FILE   "./.env"
-#define WORKERS_MAX        256
-#define QUOTE_MAX          160 /* value bytes quoted in a problem line; the rest is "..." */
-#define QUOTE_BUF          (QUOTE_MAX * 4 + 8)
-#define REDACT_BUF         1024
-#define DATABASE_URL_FORMS "postgres:// or postgresql:// URI, or libpq key=value string"
-#define SSLMODE_ADVICE     "use sslmode=verify-full (require and verify-ca are also accepted)"
-#define SUN_PATH_MAX       sizeof(((struct sockaddr_un *)0)->sun_path)
+#define DEFAULT_ENV_FILE "./.env"
+#define WORKERS_MAX      256
+#define SUN_PATH_MAX     sizeof(((struct sockaddr_un *)0)->sun_path)
 
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum rows are stored as int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum rows are stored as int");
 _Static_assert(sizeof(enum health_details) == sizeof(int), "enum rows are stored as int");
-
-/* ---- allocation: failure aborts here, nowhere else ---- */
-
-static void *xrealloc(void *ptr, size_t n)
-{
-	void *q = realloc(ptr, n ? n : 1);
-
-	if (q == NULL)
-		abort();
-	return q;
-}
-
-static void *xcalloc(size_t n)
-{
-	void *q = calloc(1, n ? n : 1);
-
-	if (q == NULL)
-		abort();
-	return q;
-}
-
-static char *xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-
-	return memcpy(xrealloc(NULL, n), s, n);
-}
-
-/* Free a string that may have held a password. */
-static void free_wiped(char *s)
-{
-	if (s != NULL) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
-/* ---- problems ---- */
-
-void problems_add(struct problems *p, const char *fmt, ...)
-{
-	va_list ap;
-	char *line;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort();
-	line = xrealloc(NULL, (size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(line, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	p->lines = xrealloc(p->lines, (p->n + 1) * sizeof *p->lines);
-	p->lines[p->n++] = line;
-}
-
-void problems_free(struct problems *p)
-{
-	for (size_t i = 0; i < p->n; i++)
-		free(p->lines[i]);
-	free(p->lines);
-	p->lines = NULL;
-	p->n = 0;
-}
 
 /* ---- the table ---- */
 
@@ -104,7 +35,7 @@ enum var_type { VAR_STRING, VAR_INT, VAR_OCTAL, VAR_BOOL, VAR_ENUM };
 
 enum var_flag {
 	VF_REQUIRED = 1 << 0, /* a problem when unset */
-	VF_SECRET = 1 << 1,   /* quoted and printed only through config_redact_url */
+	VF_SECRET = 1 << 1,   /* quoted and printed only through redact_conninfo */
 	VF_OPTIONAL = 1 << 2, /* may stay unset: NULL string (empty = unset), -1 integer */
 	VF_ENV_ONLY = 1 << 3, /* never taken from the env file */
 	VF_WORKERS = 1 << 4,  /* default depends on how we were started (DESIGN.md §1) */
@@ -160,8 +91,8 @@ static const struct var vars[] = {
 	    "env file read at start-up and on SIGHUP; the environment wins over it; "
 	    "set only in the environment; empty: read none"),
 	STR("DATABASE_URL", VF_REQUIRED | VF_SECRET, NULL, database_url, check_database_url,
-	    DATABASE_URL_FORMS " naming host, dbname and user; sslmode=require, verify-ca or "
-			       "verify-full (a unix-socket host is exempt)"),
+	    CONNINFO_FORMS " naming host, dbname and user; sslmode=require, verify-ca or "
+			   "verify-full (a unix-socket host is exempt)"),
 	STR("API_HOST", 0, "127.0.0.1", api_host, check_api_host,
 	    "IP address or resolvable name to listen on; a non-loopback address requires "
 	    "FCGI_WEB_SERVER_ADDRS"),
@@ -175,13 +106,14 @@ static const struct var vars[] = {
 	    "comma-separated IP addresses of the web servers allowed to connect over TCP"),
 	{ "WORKERS", VAR_INT, VF_WORKERS, 1, WORKERS_MAX, NULL, OFF(workers), NULL, NULL,
 	  "worker processes" },
-	/* Defaults from make bench's sweep (bench/results/README.md, findings 4
-	 * and 5): WORKER_THREADS = DB_POOL_SIZE + DB_MAX_OVERFLOW. A /health/db
-	 * request holds a thread and a connection for one database round trip:
-	 * with fewer threads, connections sit unused at Neon's round trips (one
-	 * thread through a 4 ms relay: 4x less throughput); with more, threads
-	 * only queue for a connection and cost CPU per request and memory.
-	 * WORKERS defaults to the online CPUs (VF_WORKERS). */
+	/* Defaults from make bench's WORKERS x WORKER_THREADS sweep and its
+	 * 4 ms relay: WORKER_THREADS = DB_POOL_SIZE + DB_MAX_OVERFLOW. A
+	 * /health/db request holds a thread and a connection for one database
+	 * round trip: with fewer threads, connections sit unused at Neon's round
+	 * trips (one thread through the relay: 4x less throughput); with more,
+	 * threads only queue for a connection and cost CPU per request (T=16:
+	 * 83-99 us against 71-81 us for T=4 on 2 CPUs) and memory. WORKERS
+	 * defaults to the online CPUs (VF_WORKERS). */
 	INT("WORKER_THREADS", 1, 64, "4", worker_threads, "concurrent requests per worker"),
 	INT("DB_POOL_SIZE", 1, 100, "2", db_pool_size, "connections a worker keeps"),
 	INT("DB_MAX_OVERFLOW", 0, 100, "2", db_max_overflow,
@@ -342,41 +274,13 @@ static void store_scalar(struct config *cfg, const struct var *v, long n)
 
 /* ---- quoting values in problem lines ---- */
 
-/* Copy s for use inside "..." on one line: quotes, backslashes and control
- * bytes escaped, at most QUOTE_MAX bytes of s, "..." when cut. */
-static void escape_value(const char *s, char *buf, size_t len)
-{
-	size_t o = 0, i, n = strnlen(s, QUOTE_MAX + 1);
-
-	for (i = 0; i < n && i < QUOTE_MAX; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (o + 5 >= len)
-			break;
-		if (c == '"' || c == '\\')
-			o += (size_t)snprintf(buf + o, len - o, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
-		else
-			buf[o++] = (char)c;
-	}
-	if (i < n && o + 4 <= len)
-		o += (size_t)snprintf(buf + o, len - o, "...");
-	buf[o] = '\0';
-}
-
 /* The value as it may appear in a problem line: secrets only redacted. */
 static void quote_value(const struct var *v, const char *val, char *buf, size_t len)
 {
-	char redacted[REDACT_BUF];
-
-	if (v->flags & VF_SECRET) {
-		config_redact_url(val, redacted, sizeof redacted);
-		escape_value(redacted, buf, len);
-		explicit_bzero(redacted, sizeof redacted);
-	} else {
-		escape_value(val, buf, len);
-	}
+	if (v->flags & VF_SECRET)
+		conninfo_quote(val, buf, len);
+	else
+		problems_quote(val, buf, len);
 }
 
 static void join_words(const char *const *words, const char *sep, char *buf, size_t len)
@@ -409,217 +313,11 @@ static void describe_valid(const struct var *v, char *buf, size_t len)
 
 static void report_invalid(struct load *ld, const struct var *v, const char *val)
 {
-	char q[QUOTE_BUF], valid[256];
+	char q[PROBLEMS_QUOTE_BUF], valid[256];
 
 	quote_value(v, val, q, sizeof q);
 	describe_valid(v, valid, sizeof valid);
 	problems_add(ld->p, "%s=\"%s\": must be %s", v->name, q, valid);
-}
-
-/* ---- DATABASE_URL ---- */
-
-enum ssl_class { SSL_ABSENT, SSL_WEAK, SSL_REQUIRE, SSL_VERIFY, SSL_INVALID };
-
-/* What the validator needs from a parsed connection string; no secret. */
-struct db_facts {
-	bool host, dbname, user, tcp, port_ok;
-	enum ssl_class ssl;
-	char sslmode[32];
-};
-
-/* A comma-separated host list reaches some host over TCP, not a unix socket
- * ('/' path, or '@' abstract name as libpq reads it on Linux). Empty entries
- * fall back to libpq's default socket. */
-static bool hosts_use_tcp(const char *hosts)
-{
-	for (const char *h = hosts;; h++) {
-		size_t len = strcspn(h, ",");
-
-		if (len > 0 && *h != '/' && *h != '@')
-			return true;
-		h += len;
-		if (*h == '\0')
-			return false;
-	}
-}
-
-/* A comma-separated port list: each entry empty (default) or 1..65535. */
-static bool ports_valid(const char *ports)
-{
-	char one[16];
-	long n;
-
-	for (const char *s = ports;; s++) {
-		size_t len = strcspn(s, ",");
-
-		if (len >= sizeof one)
-			return false;
-		memcpy(one, s, len);
-		one[len] = '\0';
-		if (len > 0 && parse_long(one, 10, 1, 65535, &n) < 0)
-			return false;
-		s += len;
-		if (*s == '\0')
-			return true;
-	}
-}
-
-static enum ssl_class classify_sslmode(const char *mode)
-{
-	static const char *const weak[] = { "disable", "allow", "prefer", NULL };
-	static const char *const verify[] = { "verify-ca", "verify-full", NULL };
-
-	if (mode == NULL || *mode == '\0')
-		return SSL_ABSENT;
-	for (size_t i = 0; weak[i] != NULL; i++)
-		if (strcmp(mode, weak[i]) == 0)
-			return SSL_WEAK;
-	for (size_t i = 0; verify[i] != NULL; i++)
-		if (strcmp(mode, verify[i]) == 0)
-			return SSL_VERIFY;
-	return strcmp(mode, "require") == 0 ? SSL_REQUIRE : SSL_INVALID;
-}
-
-static bool nonempty(const char *val)
-{
-	return val != NULL && *val != '\0';
-}
-
-static void note_option(struct db_facts *f, const char *key, const char *val)
-{
-	if (strcmp(key, "host") == 0 && nonempty(val)) {
-		f->host = true;
-		f->tcp = f->tcp || hosts_use_tcp(val);
-	} else if (strcmp(key, "hostaddr") == 0 && nonempty(val)) {
-		f->host = f->tcp = true;
-	} else if (strcmp(key, "dbname") == 0) {
-		f->dbname = nonempty(val);
-	} else if (strcmp(key, "user") == 0) {
-		f->user = nonempty(val);
-	} else if (strcmp(key, "port") == 0 && val != NULL) {
-		f->port_ok = ports_valid(val);
-	} else if (strcmp(key, "sslmode") == 0) {
-		f->ssl = classify_sslmode(val);
-		escape_value(val ? val : "", f->sslmode, sizeof f->sslmode);
-	}
-}
-
-/* PQconninfoParse's error text may quote the password: wipe it unread. */
-static void free_pq_error(char *err)
-{
-	if (err == NULL)
-		abort(); /* libpq's out-of-memory signal */
-	explicit_bzero(err, strlen(err));
-	PQfreemem(err);
-}
-
-/* Option values include the password: wipe all of them before freeing. */
-static void free_options(PQconninfoOption *opts)
-{
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-		if (o->val != NULL)
-			explicit_bzero(o->val, strlen(o->val));
-	PQconninfoFree(opts);
-}
-
-static int db_facts(const char *url, struct db_facts *f)
-{
-	char *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(url, &err);
-
-	memset(f, 0, sizeof *f);
-	f->port_ok = true;
-	if (opts == NULL) {
-		free_pq_error(err);
-		return -1;
-	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-		note_option(f, o->keyword, o->val);
-	free_options(opts);
-	return 0;
-}
-
-/* Length of a "scheme://" prefix of s (0 if none). */
-static size_t uri_prefix_len(const char *s, size_t len)
-{
-	size_t i = 0;
-
-	if (len == 0 || !isalpha((unsigned char)s[0]))
-		return 0;
-	while (i < len &&
-	       (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'))
-		i++;
-	if (len - i >= 3 && memcmp(s + i, "://", 3) == 0)
-		return i + 3;
-	return 0;
-}
-
-static int check_scheme(struct load *ld, const char *url, const char *shown)
-{
-	size_t n = uri_prefix_len(url, strlen(url));
-	char scheme[64];
-
-	if (n == 0 || strncmp(url, "postgres://", n) == 0 || strncmp(url, "postgresql://", n) == 0)
-		return 0;
-	snprintf(scheme, sizeof scheme, "%.*s", (int)(n - 3 < 40 ? n - 3 : 40), url);
-	problems_add(
-	    ld->p, "DATABASE_URL=\"%s\": scheme \"%s\" is not supported; use a " DATABASE_URL_FORMS,
-	    shown, scheme);
-	return -1;
-}
-
-/* Host, database and user must be named (libpq would fall back to the
- * environment and the OS user); the port, if given, must be a port. */
-static int report_parts(struct load *ld, const struct db_facts *f, const char *shown)
-{
-	char missing[32];
-	int rc = 0;
-
-	snprintf(missing, sizeof missing, "%s%s%s", f->host ? "" : ", host",
-		 f->dbname ? "" : ", dbname", f->user ? "" : ", user");
-	if (missing[0] != '\0') {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": must name a host, a database and a "
-			     "user; missing: %s",
-			     shown, missing + 2);
-		rc = -1;
-	}
-	if (!f->port_ok) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": port must be an integer between 1 and "
-			     "65535",
-			     shown);
-		rc = -1;
-	}
-	return rc;
-}
-
-static int report_sslmode(struct load *ld, const struct db_facts *f, const char *shown)
-{
-	if (f->ssl == SSL_INVALID) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": sslmode=\"%s\" is not a libpq sslmode; %s",
-			     shown, f->sslmode, SSLMODE_ADVICE);
-		return -1;
-	}
-	if (!f->host || !f->tcp)
-		return 0; /* a unix socket is not on the network: TLS is not needed */
-	if (f->ssl == SSL_ABSENT) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": sslmode is not set, so TLS is not "
-			     "guaranteed over TCP; add sslmode=verify-full (require and verify-ca "
-			     "are also accepted)",
-			     shown);
-		return -1;
-	}
-	if (f->ssl == SSL_WEAK) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": sslmode=%s does not guarantee TLS over "
-			     "TCP; %s",
-			     shown, f->sslmode, SSLMODE_ADVICE);
-		return -1;
-	}
-	return 0;
 }
 
 static void report_required(struct load *ld, const struct var *v)
@@ -627,36 +325,16 @@ static void report_required(struct load *ld, const struct var *v)
 	/* DATABASE_URL, the one required row, is secret: its short form list is
 	 * what the operator needs here, not the whole help text. */
 	problems_add(ld->p, "%s: required (%s)", v->name,
-		     (v->flags & VF_SECRET) ? DATABASE_URL_FORMS : v->help);
+		     (v->flags & VF_SECRET) ? CONNINFO_FORMS : v->help);
 }
 
 static int check_database_url(struct load *ld, const struct var *v, const char *val)
 {
-	char shown[QUOTE_BUF];
-	struct db_facts f;
-	int rc;
-
 	if (*val == '\0') {
 		report_required(ld, v);
 		return -1;
 	}
-	quote_value(v, val, shown, sizeof shown);
-	if (check_scheme(ld, val, shown) < 0)
-		return -1;
-	if (db_facts(val, &f) < 0) {
-		problems_add(ld->p,
-			     "DATABASE_URL=\"%s\": cannot be parsed as a URI or key=value "
-			     "string (" DATABASE_URL_FORMS ")",
-			     shown);
-		return -1;
-	}
-	rc = report_parts(ld, &f, shown);
-	if (report_sslmode(ld, &f, shown) < 0)
-		rc = -1;
-	/* sslmode=require encrypts without authenticating the server: the
-	 * server warns at start-up (DESIGN.md §5). */
-	ld->cfg->db_sslmode_require = f.tcp && f.ssl == SSL_REQUIRE;
-	return rc;
+	return conninfo_check(val, ld->p, &ld->cfg->db_sslmode_require);
 }
 
 /* ---- the listen variables ---- */
@@ -700,7 +378,7 @@ static int resolve(const char *host)
 
 static int check_api_host(struct load *ld, const struct var *v, const char *val)
 {
-	char q[QUOTE_BUF];
+	char q[PROBLEMS_QUOTE_BUF];
 	int rc;
 
 	if (is_ip(val))
@@ -723,7 +401,7 @@ static int check_api_host(struct load *ld, const struct var *v, const char *val)
 
 static int check_api_socket(struct load *ld, const struct var *v, const char *val)
 {
-	char q[QUOTE_BUF];
+	char q[PROBLEMS_QUOTE_BUF];
 
 	if (val[0] == '/' && strlen(val) < SUN_PATH_MAX)
 		return 0;
@@ -735,7 +413,7 @@ static int check_api_socket(struct load *ld, const struct var *v, const char *va
 
 static int check_web_server_addrs(struct load *ld, const struct var *v, const char *val)
 {
-	char one[INET6_ADDRSTRLEN + 1], q[QUOTE_BUF], bad[QUOTE_BUF];
+	char one[INET6_ADDRSTRLEN + 1], q[PROBLEMS_QUOTE_BUF], bad[PROBLEMS_QUOTE_BUF];
 
 	for (const char *s = val;; s++) {
 		size_t len = strcspn(s, ",");
@@ -747,7 +425,7 @@ static int check_web_server_addrs(struct load *ld, const struct var *v, const ch
 		if (len >= sizeof one || !is_ip(one)) {
 			quote_value(v, val, q, sizeof q);
 			snprintf(one, sizeof one, "%.*s", (int)(len < 40 ? len : 40), s);
-			escape_value(one, bad, sizeof bad);
+			problems_quote(one, bad, sizeof bad);
 			problems_add(ld->p,
 				     "%s=\"%s\": \"%s\" is not an IP address; must be "
 				     "comma-separated IPv4 or IPv6 addresses without spaces",
@@ -811,7 +489,7 @@ static void set_string(struct config *cfg, const struct var *v, const char *val)
 {
 	char **slot = field(cfg, v);
 
-	free_wiped(*slot);
+	xfree_wiped(*slot);
 	*slot = val != NULL ? xstrdup(val) : NULL;
 }
 
@@ -911,17 +589,43 @@ static bool is_loopback(const char *host)
 static void check_exposure(struct load *ld)
 {
 	const struct config *c = ld->cfg;
-	char q[QUOTE_BUF];
+	char q[PROBLEMS_QUOTE_BUF];
 
 	if (c->api_socket != NULL || ld->src->spawned || c->fcgi_web_server_addrs != NULL ||
 	    is_bad(ld, "API_HOST") || is_bad(ld, "API_SOCKET") || is_loopback(c->api_host))
 		return;
-	escape_value(c->api_host, q, sizeof q);
+	problems_quote(c->api_host, q, sizeof q);
 	problems_add(ld->p,
 		     "API_HOST=\"%s\": a non-loopback address requires "
 		     "FCGI_WEB_SERVER_ADDRS (comma-separated IPs of the web servers allowed to "
 		     "connect): FastCGI has no authentication",
 		     q);
+}
+
+/* Every string row is owned by the config and may hold a secret. */
+static void release_strings(struct config *cfg)
+{
+	for (size_t i = 0; i < NVARS; i++) {
+		if (vars[i].type == VAR_STRING) {
+			char **slot = field(cfg, &vars[i]);
+
+			xfree_wiped(*slot);
+			*slot = NULL;
+		}
+	}
+}
+
+struct config *config_new(void)
+{
+	return xcalloc(1, sizeof(struct config));
+}
+
+void config_destroy(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	release_strings(cfg);
+	free(cfg);
 }
 
 int config_load(struct config *cfg, const struct config_source *src, struct problems *p)
@@ -930,6 +634,7 @@ int config_load(struct config *cfg, const struct config_source *src, struct prob
 	struct load ld = { cfg, src, &ef, p, 0 };
 	size_t before = p->n;
 
+	release_strings(cfg);
 	memset(cfg, 0, sizeof *cfg);
 	load_env_file(&ld, &ef);
 	for (size_t i = 0; i < NVARS; i++)
@@ -939,18 +644,6 @@ int config_load(struct config *cfg, const struct config_source *src, struct prob
 	check_exposure(&ld);
 	envfile_free(&ef);
 	return p->n == before ? 0 : -1;
-}
-
-void config_free(struct config *cfg)
-{
-	for (size_t i = 0; i < NVARS; i++) {
-		if (vars[i].type == VAR_STRING) {
-			char **slot = field(cfg, &vars[i]);
-
-			free_wiped(*slot);
-			*slot = NULL;
-		}
-	}
 }
 
 /* ---- printing ---- */
@@ -965,8 +658,8 @@ static void print_string(const struct var *v, const char *val, FILE *out)
 		return;
 	}
 	len = strlen(val) * 3 + 16; /* room for every "****" */
-	buf = xcalloc(len);
-	config_redact_url(val, buf, len);
+	buf = xcalloc(1, len);
+	redact_conninfo(val, buf, len);
 	fprintf(out, "%s=%s\n", v->name, buf);
 	free(buf);
 }
@@ -1024,247 +717,8 @@ void config_print_help(FILE *out)
 	fprintf(out, "  (WORKERS default: online CPUs; spawned on fd 0: PHP_FCGI_CHILDREN or 1)\n");
 }
 
+/* The banner's and the tools' view of DATABASE_URL. */
 void config_db_target(const struct config *cfg, char *out, size_t outlen)
 {
-	const char *host = NULL, *hostaddr = NULL, *port = NULL, *db = NULL;
-	char *err = NULL;
-	PQconninfoOption *opts;
-
-	if (outlen == 0)
-		return;
-	snprintf(out, outlen, "(invalid)");
-	if (cfg->database_url == NULL)
-		return;
-	opts = PQconninfoParse(cfg->database_url, &err);
-	if (opts == NULL) {
-		free_pq_error(err);
-		return;
-	}
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		const char **slot = strcmp(o->keyword, "host") == 0       ? &host
-				    : strcmp(o->keyword, "hostaddr") == 0 ? &hostaddr
-				    : strcmp(o->keyword, "port") == 0     ? &port
-				    : strcmp(o->keyword, "dbname") == 0   ? &db
-									  : NULL;
-		if (slot != NULL && nonempty(o->val))
-			*slot = o->val;
-	}
-	host = host ? host : hostaddr ? hostaddr : "localhost";
-	snprintf(out, outlen, strchr(host, ':') && !strchr(host, ',') ? "[%s]:%s/%s" : "%s:%s/%s",
-		 host, port ? port : "5432", db ? db : "");
-	free_options(opts);
-}
-
-/* ---- redaction ----
- * Marks the bytes of every password in a mask, then copies the string with
- * each marked run replaced by "****". It errs towards hiding too much: any
- * string libpq could read a password from must not show it, however odd. */
-
-static void mark(unsigned char *mask, size_t from, size_t to)
-{
-	if (to > from)
-		memset(mask + from, 1, to - from);
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* A parameter name that may name a secret: password and sslpassword, and
- * near misses libpq refuses but an operator may have typed ("passwd", "pwd")
- * -- any case, percent-decoded as libpq does in URIs. Names too long to
- * decode here are treated as secret. */
-static bool key_is_secret(const char *k, size_t len, bool percent)
-{
-	char name[64];
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++, o++) {
-		if (o + 1 >= sizeof name)
-			return true;
-		if (percent && k[i] == '%' && i + 2 < len && hexval(k[i + 1]) >= 0 &&
-		    hexval(k[i + 2]) >= 0) {
-			name[o] = (char)(hexval(k[i + 1]) * 16 + hexval(k[i + 2]));
-			i += 2;
-		} else {
-			name[o] = k[i];
-		}
-		name[o] = (char)tolower((unsigned char)name[o]);
-	}
-	name[o] = '\0';
-	return strstr(name, "pass") != NULL || strstr(name, "pwd") != NULL ||
-	       strstr(name, "secret") != NULL || memchr(name, '\0', o) != NULL;
-}
-
-/* URI query "a=b&password=x": libpq splits on '&' only. The query starts
- * at some '?' (not always the first: "[?]" can be a bracketed host), so a
- * parameter may begin after any '?' or '&'. */
-static void mark_query(const char *s, size_t len, size_t start, unsigned char *mask)
-{
-	for (size_t i = start; i < len; i++) {
-		size_t eq, end;
-
-		if (s[i] != '?' && s[i] != '&')
-			continue;
-		for (eq = i + 1; eq < len && s[eq] != '=' && s[eq] != '&'; eq++)
-			;
-		if (eq >= len || s[eq] != '=' || !key_is_secret(s + i + 1, eq - i - 1, true))
-			continue;
-		for (end = eq + 1; end < len && s[end] != '&'; end++)
-			;
-		mark(mask, eq + 1, end);
-	}
-}
-
-/* scheme://user:password@host...: libpq ends the userinfo at the first '@',
- * RFC 3986 at the last one in the authority; hiding from the first ':' to the
- * last '@' anywhere covers both and a password holding '@', ':', '/' or '?'. */
-static void mark_uri(const char *s, size_t len, unsigned char *mask)
-{
-	size_t start = uri_prefix_len(s, len), at = len, colon;
-
-	for (size_t i = len; i > start; i--) {
-		if (s[i - 1] == '@') {
-			at = i - 1;
-			break;
-		}
-	}
-	if (at < len) {
-		for (colon = start; colon < at && s[colon] != ':'; colon++)
-			;
-		if (colon < at)
-			mark(mask, colon + 1, at);
-	}
-	mark_query(s, len, start, mask);
-}
-
-static size_t skip_space(const char *s, size_t len, size_t i)
-{
-	while (i < len && isspace((unsigned char)s[i]))
-		i++;
-	return i;
-}
-
-static bool keyword_ok(const char *k, size_t len)
-{
-	if (len == 0)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)k[i]) && k[i] != '_')
-			return false;
-	return true;
-}
-
-/* End of a key=value value starting at i, per libpq's conninfo_parse:
- * 'quoted' with backslash escapes, or bare up to whitespace with backslash
- * escapes; len + 1 for an unterminated quote. */
-static size_t kv_value_end(const char *s, size_t len, size_t i)
-{
-	if (i < len && s[i] == '\'') {
-		for (i++; i < len; i++) {
-			if (s[i] == '\\')
-				i++;
-			else if (s[i] == '\'')
-				return i + 1;
-		}
-		return len + 1;
-	}
-	while (i < len && !isspace((unsigned char)s[i]))
-		i += s[i] == '\\' ? 2 : 1;
-	return i < len ? i : len;
-}
-
-/* dbname='postgres://u:pw@h/d' is not expanded by PQconninfoParse, but it
- * still carries a password. */
-static void mark_nested_uri(const char *s, size_t from, size_t to, unsigned char *mask)
-{
-	if (to - from >= 2 && s[from] == '\'') {
-		from++;
-		to--;
-	}
-	if (uri_prefix_len(s + from, to - from) > 0)
-		mark_uri(s + from, to - from, mask + from);
-}
-
-/* One keyword = value pair at i; returns where the next one may start.
- * Anything libpq would refuse hides the rest of the string: we cannot know
- * where a password in it would end. */
-static size_t mark_kv_pair(const char *s, size_t len, size_t i, unsigned char *mask)
-{
-	size_t key = i, keylen, val, end;
-
-	while (i < len && s[i] != '=' && !isspace((unsigned char)s[i]))
-		i++;
-	keylen = i - key;
-	i = skip_space(s, len, i);
-	if (i >= len || s[i] != '=' || !keyword_ok(s + key, keylen)) {
-		mark(mask, key, len);
-		return len;
-	}
-	val = skip_space(s, len, i + 1);
-	end = kv_value_end(s, len, val);
-	if (end > len) {
-		mark(mask, val, len);
-		return len;
-	}
-	if (key_is_secret(s + key, keylen, false))
-		mark(mask, val, end);
-	else
-		mark_nested_uri(s, val, end, mask);
-	return end;
-}
-
-static void mark_kv(const char *s, size_t len, unsigned char *mask)
-{
-	size_t i = skip_space(s, len, 0);
-
-	while (i < len) {
-		i = mark_kv_pair(s, len, i, mask);
-		i = skip_space(s, len, i);
-	}
-}
-
-static void emit_masked(const char *s, size_t len, const unsigned char *mask, char *out,
-			size_t outlen)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		if (mask[i] && i > 0 && mask[i - 1])
-			continue;
-		if (o + (mask[i] ? 4 : 1) >= outlen)
-			break;
-		if (mask[i]) {
-			memcpy(out + o, "****", 4);
-			o += 4;
-		} else {
-			out[o++] = s[i];
-		}
-	}
-	out[o] = '\0';
-}
-
-void config_redact_url(const char *url, char *out, size_t outlen)
-{
-	unsigned char *mask;
-	size_t len;
-
-	if (outlen == 0)
-		return;
-	if (url == NULL) {
-		out[0] = '\0';
-		return;
-	}
-	len = strlen(url);
-	mask = xcalloc(len + 1);
-	if (uri_prefix_len(url, len) > 0)
-		mark_uri(url, len, mask);
-	else
-		mark_kv(url, len, mask);
-	emit_masked(url, len, mask, out, outlen);
-	free(mask);
+	conninfo_target(cfg->database_url, out, outlen);
 }

@@ -2,7 +2,6 @@
  * Values may hold passwords: problems name the file and the line but never
  * quote a value, and every buffer that held file text is wiped. */
 #include "envfile.h"
-#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "problems.h"
+#include "xalloc.h"
+
 #define ENVFILE_MAX (1024 * 1024) /* an env file is a few dozen lines */
 
 /* Where a problem is: the file's name and the 1-based line. */
@@ -20,32 +22,6 @@ struct where {
 	size_t line;
 	struct problems *p;
 };
-
-static void *xmalloc(size_t n)
-{
-	void *q = malloc(n ? n : 1);
-
-	if (q == NULL)
-		abort(); /* the one way allocation failure ends, as in config.c */
-	return q;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *d = xmalloc(n + 1);
-
-	memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
-
-static void free_wiped(char *s, size_t n)
-{
-	if (s != NULL) {
-		explicit_bzero(s, n);
-		free(s);
-	}
-}
 
 static int fail(const struct where *w, const char *what)
 {
@@ -119,7 +95,7 @@ static int parse_double(const char *s, size_t n, size_t i, char **out, const str
 		}
 	}
 	if (i >= n || check_trailer(s, n, i + 1, w) < 0) {
-		free_wiped(buf, size);
+		xfree_wiped_n(buf, size);
 		return i >= n ? fail(w, "unterminated double quote") : -1;
 	}
 	buf[o] = '\0';
@@ -145,15 +121,13 @@ static void envfile_set(struct envfile *ef, char *key, char *value)
 {
 	for (size_t i = 0; i < ef->n; i++) {
 		if (strcmp(ef->entries[i].key, key) == 0) {
-			free_wiped(ef->entries[i].value, strlen(ef->entries[i].value));
+			xfree_wiped(ef->entries[i].value);
 			ef->entries[i].value = value;
 			free(key);
 			return;
 		}
 	}
-	ef->entries = realloc(ef->entries, (ef->n + 1) * sizeof *ef->entries);
-	if (ef->entries == NULL)
-		abort();
+	ef->entries = xrealloc(ef->entries, (ef->n + 1) * sizeof *ef->entries);
 	ef->entries[ef->n].key = key;
 	ef->entries[ef->n].value = value;
 	ef->n++;
@@ -239,7 +213,7 @@ static int read_bounded(int fd, char **buf, size_t *len)
 			char *bigger = xmalloc(cap * 2);
 
 			memcpy(bigger, b, n);
-			free_wiped(b, cap);
+			xfree_wiped_n(b, cap);
 			b = bigger;
 			cap *= 2;
 		}
@@ -278,7 +252,7 @@ int envfile_read(const char *path, struct envfile *out, struct problems *p)
 	else
 		rc = envfile_parse(buf, len, path, out, p);
 	close(fd);
-	free_wiped(buf, len);
+	xfree_wiped_n(buf, len);
 	return rc == 0 ? 0 : -1;
 }
 
@@ -292,11 +266,12 @@ const char *envfile_get(const struct envfile *ef, const char *key)
 
 void envfile_free(struct envfile *ef)
 {
-	for (size_t i = 0; i < ef->n; i++) {
-		free(ef->entries[i].key);
-		free_wiped(ef->entries[i].value, strlen(ef->entries[i].value));
+	while (ef->n > 0) {
+		struct envfile_entry *e = &ef->entries[--ef->n];
+
+		free(e->key);
+		xfree_wiped(e->value); /* values may be passwords */
 	}
 	free(ef->entries);
 	ef->entries = NULL;
-	ef->n = 0;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <fcgi_config.h>
@@ -18,9 +19,6 @@
 #include "migrate.h"
 #include "ping.h"
 #include "sdnotify.h"
-
-#define EX_OK    0
-#define EX_USAGE 64
 
 extern char **environ;
 
@@ -60,7 +58,7 @@ static int load_config(struct config *cfg, const struct config_source *src)
 	fprintf(stderr, "neonfcgi: %zu configuration problem%s; not starting\n", p.n,
 		p.n == 1 ? "" : "s");
 	problems_free(&p);
-	return CONFIG_EX_CONFIG;
+	return EX_CONFIG;
 }
 
 static void banner(const struct config *cfg, const struct listener *l)
@@ -86,13 +84,7 @@ static void banner(const struct config *cfg, const struct listener *l)
  * socket file behind. */
 static int migrate_before_serving(struct config *cfg)
 {
-	int rc = cfg->migrate_on_start ? migrate_on_start(cfg) : 0;
-
-	if (rc != 0) {
-		config_free(cfg);
-		free(cfg);
-	}
-	return rc;
+	return cfg->migrate_on_start ? migrate_on_start(cfg) : 0;
 }
 
 /* Under systemd with Type=notify, report readiness once the socket listens
@@ -118,23 +110,22 @@ static void warn_env_file_mode(const struct config *cfg)
 			  cfg->env_file, (unsigned)(st.st_mode & 07777));
 }
 
-static int serve(struct config *cfg, const struct config_source *src)
+/* *cfg stays main's: a reload in the master replaces it. */
+static int serve(struct config **cfg, const struct config_source *src)
 {
 	struct listener l;
 	char err[512];
 
-	log_init(cfg->log_level, cfg->log_format);
-	warn_env_file_mode(cfg);
-	int mrc = migrate_before_serving(cfg);
+	log_init((*cfg)->log_level, (*cfg)->log_format);
+	warn_env_file_mode(*cfg);
+	int mrc = migrate_before_serving(*cfg);
 	if (mrc != 0)
 		return mrc;
-	if (listen_open(cfg, &l, err, sizeof(err)) < 0) {
+	if (listen_open(*cfg, &l, err, sizeof(err)) < 0) {
 		log_errorx("cannot listen: %s", err);
-		config_free(cfg);
-		free(cfg);
-		return 1;
+		return EXIT_FAILURE;
 	}
-	banner(cfg, &l);
+	banner(*cfg, &l);
 	notify_ready(&l);
 	return master_run(cfg, src, &l);
 }
@@ -196,7 +187,7 @@ static int parse_args(int argc, char **argv, struct command_line *cl)
 	return 0;
 }
 
-/* Commands other than serve; the caller still owns cfg. */
+/* Commands other than serve. */
 static int run_tool(const struct command_line *cl, const struct config *cfg)
 {
 	switch (cl->cmd) {
@@ -222,15 +213,10 @@ int main(int argc, char **argv)
 		cl.cmd == CMD_HELP ? print_usage(stdout) : print_version(stdout);
 		return EX_OK;
 	}
-	struct config *cfg = calloc(1, sizeof(*cfg));
-	if (!cfg)
-		abort();
+	struct config *cfg = config_new();
 	int rc = load_config(cfg, &src);
-	if (rc == EX_OK && cl.cmd == CMD_SERVE)
-		return serve(cfg, &src); /* the master owns cfg from here */
 	if (rc == EX_OK)
-		rc = run_tool(&cl, cfg);
-	config_free(cfg);
-	free(cfg);
+		rc = cl.cmd == CMD_SERVE ? serve(&cfg, &src) : run_tool(&cl, cfg);
+	config_destroy(cfg);
 	return rc;
 }

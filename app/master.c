@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -33,7 +34,7 @@ struct slot {
 };
 
 struct master {
-	struct config *cfg;
+	struct config **cfg; /* the caller's; a reload replaces *cfg */
 	const struct config_source *src;
 	struct listener *listener;
 	struct scoreboard *sb;
@@ -88,7 +89,7 @@ static void spawn(struct master *m, int idx, const sigset_t *blocked)
 	}
 	if (pid == 0) {
 		unblock_signals(blocked);
-		_exit(worker_run(m->cfg, m->listener->fd, m->sb, idx, m->started_ms));
+		_exit(worker_run(*m->cfg, m->listener->fd, m->sb, idx, m->started_ms));
 	}
 	scoreboard_worker_started(m->sb, idx, (int)pid, s->crashed);
 	s->crashed = false;
@@ -110,7 +111,7 @@ static int free_slot(const struct master *m)
 static void spawn_generation(struct master *m, const sigset_t *blocked)
 {
 	m->generation++;
-	for (long i = 0; i < m->cfg->workers; i++) {
+	for (long i = 0; i < (*m->cfg)->workers; i++) {
 		int idx = free_slot(m);
 		if (idx < 0)
 			break;
@@ -178,11 +179,11 @@ static void reap_one(struct master *m, pid_t pid, int status)
 		int64_t lived = clock_now_ms() - s->started_ms;
 		bool expected = s->stopping || m->stopping || s->generation != m->generation;
 		if (expected || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
-			log_info("worker exited worker_pid=%d slot=%d %s uptime_s=%lld", (int)pid, i, how,
-				 (long long)(lived / 1000));
+			log_info("worker exited worker_pid=%d slot=%d %s uptime_s=%lld", (int)pid,
+				 i, how, (long long)(lived / 1000));
 		else
-			log_warnx("worker died worker_pid=%d slot=%d %s uptime_s=%lld", (int)pid, i, how,
-				  (long long)(lived / 1000));
+			log_warnx("worker died worker_pid=%d slot=%d %s uptime_s=%lld", (int)pid, i,
+				  how, (long long)(lived / 1000));
 		s->pid = 0;
 		scoreboard_worker_exited(m->sb, i, status);
 		if (!expected) {
@@ -250,33 +251,33 @@ static void begin_stop(struct master *m, int sig)
 		m->stop_deadline_ms = clock_now_ms();
 		return;
 	}
-	log_info("stopping gracefully signal=%d timeout_ms=%ld", sig, m->cfg->shutdown_timeout_ms);
+	log_info("stopping gracefully signal=%d timeout_ms=%ld", sig,
+		 (*m->cfg)->shutdown_timeout_ms);
 	m->stopping = true;
-	m->stop_deadline_ms = clock_now_ms() + m->cfg->shutdown_timeout_ms;
+	m->stop_deadline_ms = clock_now_ms() + (*m->cfg)->shutdown_timeout_ms;
 	signal_children(m, SIGTERM, false);
 }
 
+/* A new configuration is built beside the running one and replaces it only
+ * when valid; the old one is destroyed then (no worker of this process
+ * reads it: each has its own copy since fork). */
 static void reload(struct master *m, const sigset_t *blocked)
 {
-	struct config *next = calloc(1, sizeof(*next));
+	struct config *next = config_new();
 	struct problems p = { 0 };
 
-	if (!next)
-		abort();
 	log_info("reloading configuration");
 	if (config_load(next, m->src, &p) < 0) {
 		for (size_t i = 0; i < p.n; i++)
 			log_errorx("reload refused: %s", p.lines[i]);
 		log_errorx("reload refused: keeping the running configuration problems=%zu", p.n);
 		problems_free(&p);
-		config_free(next);
-		free(next);
+		config_destroy(next);
 		return;
 	}
 	problems_free(&p);
-	config_free(m->cfg);
-	free(m->cfg);
-	m->cfg = next;
+	config_destroy(*m->cfg);
+	*m->cfg = next;
 	log_init(next->log_level, next->log_format);
 	spawn_generation(m, blocked);
 	signal_children(m, SIGTERM, true);
@@ -326,7 +327,7 @@ static void enforce_stop_deadline(struct master *m)
 	m->stop_deadline_ms = INT64_MAX;
 }
 
-int master_run(struct config *cfg, const struct config_source *src, struct listener *l)
+int master_run(struct config **cfg, const struct config_source *src, struct listener *l)
 {
 	struct master m = { .cfg = cfg, .src = src, .listener = l, .started_ms = clock_now_ms() };
 	sigset_t set;
@@ -334,9 +335,7 @@ int master_run(struct config *cfg, const struct config_source *src, struct liste
 	m.sb = scoreboard_init_master();
 	if (!m.sb) {
 		log_error("cannot map the scoreboard");
-		config_free(cfg);
-		free(cfg);
-		return 1;
+		return EXIT_FAILURE;
 	}
 	block_signals(&set);
 	spawn_generation(&m, &set);
@@ -346,14 +345,12 @@ int master_run(struct config *cfg, const struct config_source *src, struct liste
 		enforce_stop_deadline(&m);
 		if (!m.stopping && live_children(&m) == 0 && !respawns_pending(&m)) {
 			log_errorx("no worker can run: stopping");
-			m.exit_status = CONFIG_EX_CONFIG;
+			m.exit_status = EX_CONFIG;
 			m.stopping = true;
 		}
 	}
 	listen_close(l, true);
 	scoreboard_free(m.sb);
 	log_info("stopped");
-	config_free(m.cfg);
-	free(m.cfg);
 	return m.exit_status;
 }

@@ -11,8 +11,10 @@
 #include <string.h>
 
 #include "clock.h"
+#include "conninfo.h"
 #include "log.h"
 #include "pool.h"
+#include "xalloc.h"
 
 /* libpq 15 has no sslrootcert=system; Debian's bundle is what it would mean. */
 #define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
@@ -26,28 +28,6 @@ struct pgconn_params {
 /* Set by the notice receiver when the server sent a FATAL outside a query:
  * the receiver runs in the thread that makes libpq parse input. */
 static __thread bool notice_fatal;
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-	if (!p)
-		abort(); /* allocation failure is not handled piecemeal */
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void wipe(char *s)
-{
-	if (s)
-		explicit_bzero(s, strlen(s));
-}
 
 static void error_set(struct db_error *err, enum db_category cat, bool transient,
 		      const char *sqlstate, const char *message)
@@ -110,22 +90,13 @@ static bool needs_system_ca(const struct pgconn_params *p)
 	return !pgconn_params_get(p, "sslrootcert") && !getenv("PGSSLROOTCERT");
 }
 
-static void options_wipe_free(PQconninfoOption *opts)
-{
-	for (PQconninfoOption *o = opts; o->keyword; o++)
-		wipe(o->val);
-	PQconninfoFree(opts);
-}
-
 struct pgconn_params *pgconn_params_new(const char *database_url, char *err, size_t errlen)
 {
-	char *perr = NULL;
-	PQconninfoOption *opts = PQconninfoParse(database_url, &perr);
+	PQconninfoOption *opts = conninfo_parse(database_url);
 	if (!opts) {
 		/* libpq's parse errors quote pieces of the string, which may be
 		 * the password: report only that it is invalid. */
 		snprintf(err, errlen, "DATABASE_URL: not a valid connection string");
-		PQfreemem(perr);
 		return NULL;
 	}
 	size_t count = 0;
@@ -142,7 +113,7 @@ struct pgconn_params *pgconn_params_new(const char *database_url, char *err, siz
 	}
 	if (needs_system_ca(p))
 		params_add(p, "sslrootcert", SYSTEM_CA_BUNDLE);
-	options_wipe_free(opts);
+	conninfo_free(opts);
 	return p;
 }
 
@@ -151,8 +122,7 @@ void pgconn_params_free(struct pgconn_params *p)
 	if (!p)
 		return;
 	for (size_t i = 0; i < p->n; i++) {
-		wipe(p->values[i]); /* the password, and names we owe no one */
-		free(p->values[i]);
+		xfree_wiped(p->values[i]); /* the password, and names we owe no one */
 		free(p->keywords[i]);
 	}
 	free(p->values);

@@ -54,3 +54,11 @@ void xfree_wiped(char *s)
 		free(s);
 	}
 }
+
+void xfree_wiped_n(void *p, size_t n)
+{
+	if (p != NULL) {
+		explicit_bzero(p, n);
+		free(p);
+	}
+}

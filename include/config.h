@@ -7,54 +7,45 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define CONFIG_EX_CONFIG 78 /* sysexits.h EX_CONFIG */
+#include "log.h"
+#include "problems.h"
 
-enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
-enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum health_details { HEALTH_DETAILS_FULL, HEALTH_DETAILS_MINIMAL };
 
 struct config {
-	char *database_url;          /* DATABASE_URL (secret: never print unredacted) */
-	char *api_host;              /* API_HOST */
-	long api_port;               /* API_PORT */
-	char *api_socket;            /* API_SOCKET, NULL when unset */
-	long api_socket_mode;        /* API_SOCKET_MODE, octal bits */
-	char *fcgi_web_server_addrs; /* FCGI_WEB_SERVER_ADDRS, NULL when unset */
-	long workers;                /* WORKERS */
-	long worker_threads;         /* WORKER_THREADS */
-	long db_pool_size;           /* DB_POOL_SIZE */
-	long db_max_overflow;        /* DB_MAX_OVERFLOW */
-	long db_overflow_idle_ms;    /* DB_OVERFLOW_IDLE_MS */
-	long db_pool_timeout_ms;     /* DB_POOL_TIMEOUT_MS */
-	bool db_pool_pre_ping;       /* DB_POOL_PRE_PING */
-	long db_idle_timeout_s;      /* DB_IDLE_TIMEOUT_S */
-	long db_max_lifetime_s;      /* DB_MAX_LIFETIME_S */
-	long db_connect_timeout_ms;  /* DB_CONNECT_TIMEOUT_MS */
-	long db_retry_attempts;      /* DB_RETRY_ATTEMPTS */
-	long db_retry_backoff_ms;    /* DB_RETRY_BACKOFF_MS */
-	long db_connection_budget;   /* DB_CONNECTION_BUDGET, -1 when unset */
-	long health_timeout_ms;      /* HEALTH_TIMEOUT_MS */
+	char *database_url;                 /* DATABASE_URL (secret: never print unredacted) */
+	char *api_host;                     /* API_HOST */
+	long api_port;                      /* API_PORT */
+	char *api_socket;                   /* API_SOCKET, NULL when unset */
+	long api_socket_mode;               /* API_SOCKET_MODE, octal bits */
+	char *fcgi_web_server_addrs;        /* FCGI_WEB_SERVER_ADDRS, NULL when unset */
+	long workers;                       /* WORKERS */
+	long worker_threads;                /* WORKER_THREADS */
+	long db_pool_size;                  /* DB_POOL_SIZE */
+	long db_max_overflow;               /* DB_MAX_OVERFLOW */
+	long db_overflow_idle_ms;           /* DB_OVERFLOW_IDLE_MS */
+	long db_pool_timeout_ms;            /* DB_POOL_TIMEOUT_MS */
+	bool db_pool_pre_ping;              /* DB_POOL_PRE_PING */
+	long db_idle_timeout_s;             /* DB_IDLE_TIMEOUT_S */
+	long db_max_lifetime_s;             /* DB_MAX_LIFETIME_S */
+	long db_connect_timeout_ms;         /* DB_CONNECT_TIMEOUT_MS */
+	long db_retry_attempts;             /* DB_RETRY_ATTEMPTS */
+	long db_retry_backoff_ms;           /* DB_RETRY_BACKOFF_MS */
+	long db_connection_budget;          /* DB_CONNECTION_BUDGET, -1 when unset */
+	long health_timeout_ms;             /* HEALTH_TIMEOUT_MS */
 	enum health_details health_details; /* HEALTH_DETAILS */
-	enum log_level log_level;    /* LOG_LEVEL */
-	enum log_format log_format;  /* LOG_FORMAT */
-	long max_requests;           /* MAX_REQUESTS */
-	long shutdown_timeout_ms;    /* SHUTDOWN_TIMEOUT_MS */
-	bool access_log;             /* ACCESS_LOG */
-	long slow_request_ms;        /* SLOW_REQUEST_MS */
-	bool migrate_on_start;       /* MIGRATE_ON_START */
-	long db_start_timeout_ms;    /* DB_START_TIMEOUT_MS */
-	char *migrations_dir;        /* MIGRATIONS_DIR */
-	char *env_file;              /* ENV_FILE actually read, NULL if none */
-	bool db_sslmode_require;     /* derived: sslmode=require (warn at start-up) */
+	enum log_level log_level;           /* LOG_LEVEL */
+	enum log_format log_format;         /* LOG_FORMAT */
+	long max_requests;                  /* MAX_REQUESTS */
+	long shutdown_timeout_ms;           /* SHUTDOWN_TIMEOUT_MS */
+	bool access_log;                    /* ACCESS_LOG */
+	long slow_request_ms;               /* SLOW_REQUEST_MS */
+	bool migrate_on_start;              /* MIGRATE_ON_START */
+	long db_start_timeout_ms;           /* DB_START_TIMEOUT_MS */
+	char *migrations_dir;               /* MIGRATIONS_DIR */
+	char *env_file;                     /* ENV_FILE actually read, NULL if none */
+	bool db_sslmode_require;            /* derived: sslmode=require (warn at start-up) */
 };
-
-/* A growable list of operator-facing problem lines. */
-struct problems {
-	char **lines;
-	size_t n;
-};
-void problems_add(struct problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void problems_free(struct problems *p);
 
 /* Where configuration comes from: a NULL-terminated "KEY=value" environment
  * (usually environ) and whether the process was spawned with its listen socket
@@ -65,11 +56,17 @@ struct config_source {
 	long online_cpus;
 };
 
-/* Fill cfg from the environment and the env file; 0 if valid, -1 with every
- * problem appended to p. cfg must be released with config_free either way. */
+/* An empty configuration, to be filled by config_load; aborts when out of
+ * memory. Whoever creates one destroys it (a reload builds a new one and
+ * destroys the old one once it is replaced). */
+struct config *config_new(void) __attribute__((malloc, returns_nonnull));
+/* Wipe the strings (DATABASE_URL holds the password) and free; NULL is fine. */
+void config_destroy(struct config *cfg);
+/* Fill cfg from the environment and the env file, replacing what it held;
+ * 0 if valid, -1 with every problem appended to p (cfg then holds what could
+ * be read, defaults for the rest, and is still destroyed by its owner). */
 int config_load(struct config *cfg, const struct config_source *src, struct problems *p)
-	__attribute__((warn_unused_result));
-void config_free(struct config *cfg);
+    __attribute__((warn_unused_result));
 /* The instance's bound on database connections, WORKERS × (DB_POOL_SIZE +
  * DB_MAX_OVERFLOW) (DESIGN.md §1); the one place it is computed. */
 static inline long config_db_bound(const struct config *cfg)

@@ -4,7 +4,6 @@
 
 #include <stddef.h>
 
-struct config;
 struct problems;
 
 struct envfile_entry {

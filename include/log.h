@@ -4,7 +4,10 @@
 #ifndef NEONFCGI_LOG_H
 #define NEONFCGI_LOG_H
 
-#include "config.h"
+#include <stdbool.h>
+
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
 void log_init(enum log_level level, enum log_format format);
 bool log_enabled(enum log_level level);

@@ -7,8 +7,9 @@ struct config;
 struct config_source;
 struct listener;
 
-/* Serve until stopped; takes ownership of cfg (it is replaced on reload and
- * freed on return). Returns the process exit status. */
-int master_run(struct config *cfg, const struct config_source *src, struct listener *l);
+/* Serve until stopped; returns the process exit status. *cfg stays the
+ * caller's: a valid reload replaces it (destroying the old one), and the
+ * caller destroys whichever is there on return. */
+int master_run(struct config **cfg, const struct config_source *src, struct listener *l);
 
 #endif

@@ -24,9 +24,9 @@ enum db_category {
 struct db_error {
 	enum db_category category;
 	bool transient;
-	char sqlstate[6];  /* "" when the server sent none */
-	char message[256]; /* server's primary message or our description; never
-			      holds a password, user or host name */
+	char sqlstate[6];       /* "" when the server sent none */
+	char message[256];      /* server's primary message or our description; never
+				   holds a password, user or host name */
 	enum db_category cause; /* with DB_CIRCUIT_OPEN: the failure that opened it */
 };
 
@@ -51,8 +51,8 @@ const char *pgconn_params_get(const struct pgconn_params *p, const char *keyword
 
 /* One connection attempt, never blocking past deadline_ms (clock_now_ms()).
  * NULL on failure with err filled. */
-PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms,
-		       struct pgconn_info *info, struct db_error *err);
+PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms, struct pgconn_info *info,
+		       struct db_error *err);
 /* Run sql (may hold several statements); *res_out gets the last result when
  * non-NULL (caller PQclear()s it). -1 on failure or deadline: on a deadline or
  * a broken connection the connection must be discarded (err->category says). */
@@ -61,7 +61,7 @@ int pgconn_exec(PGconn *c, const char *sql, int64_t deadline_ms, PGresult **res_
 /* Parameterized variant (text params). */
 int pgconn_exec_params(PGconn *c, const char *sql, int nparams, const char *const *values,
 		       int64_t deadline_ms, PGresult **res_out, struct db_error *err)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* Cheap liveness check with no round trip: false if the socket shows EOF,
  * an error, or unexpected data (e.g. a FATAL from a server shutting down). */
 bool pgconn_looks_alive(PGconn *c);

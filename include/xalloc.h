@@ -14,5 +14,7 @@ char *xstrdup(const char *s) __attribute__((malloc, returns_nonnull));
 char *xstrndup(const char *s, size_t n) __attribute__((malloc, returns_nonnull));
 /* Overwrite a NUL-terminated string, then free it; NULL is fine. */
 void xfree_wiped(char *s);
+/* Overwrite n bytes (text that need not be NUL-terminated), then free; NULL is fine. */
+void xfree_wiped_n(void *p, size_t n);
 
 #endif

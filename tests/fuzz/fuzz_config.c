@@ -8,7 +8,7 @@
  * Oracle, besides ASan/UBSan/LSan: the password of every DATABASE_URL in the
  * input (as PQconninfoParse decodes it; checked when at least 4 bytes) must
  * not appear in any problem line, in config_print output, in
- * config_redact_url output or in config_db_target output. A plain "is it in
+ * redact_conninfo output or in config_db_target output. A plain "is it in
  * the output" test would cry wolf when the password also happens to be the
  * user name, a default such as "1500", or a word of a message; so the check
  * is differential: the input is run a second time with the password's bytes
@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "envfile.h"
+#include "redact.h"
 
 #define MAX_ENV 64
 
@@ -147,7 +148,7 @@ static void emit_redacted(FILE *out, const char *url)
 	char buf[4096];
 
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-		config_redact_url(url, buf, sizes[i]);
+		redact_conninfo(url, buf, sizes[i]);
 		if (strlen(buf) >= sizes[i])
 			abort(); /* must always NUL-terminate within outlen */
 		fprintf(out, "%s\n", buf);
@@ -158,7 +159,7 @@ static void emit_redacted(FILE *out, const char *url)
 static char *observe(const uint8_t *data, size_t size)
 {
 	struct run r;
-	struct config cfg;
+	struct config *cfg = config_new();
 	struct problems p = { NULL, 0 };
 	struct config_source src;
 	char target[256], *text = NULL, path[64];
@@ -184,16 +185,16 @@ static char *observe(const uint8_t *data, size_t size)
 	src.environ = r.env;
 	src.spawned = data[0] & 1;
 	src.online_cpus = (data[0] >> 1) & 3;
-	if (config_load(&cfg, &src, &p) == 0 && p.n != 0)
+	if (config_load(cfg, &src, &p) == 0 && p.n != 0)
 		abort();
 	for (size_t i = 0; i < p.n; i++)
 		fprintf(out, "%s\n", p.lines[i]);
-	config_print(&cfg, out);
-	config_db_target(&cfg, target, sizeof target);
+	config_print(cfg, out);
+	config_db_target(cfg, target, sizeof target);
 	fprintf(out, "%s\n", target);
 	for (size_t i = 0; i < r.nurls; i++)
 		emit_redacted(out, r.urls[i]);
-	config_free(&cfg);
+	config_destroy(cfg);
 	problems_free(&p);
 	if (fd >= 0)
 		close(fd);

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "envfile.h"
+#include "problems.h"
 
 static int key_ok(const char *k)
 {

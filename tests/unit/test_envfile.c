@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "envfile.h"
+#include "problems.h"
 
 #define SECRET "s3cr3t-P@ss:w0rd"
 

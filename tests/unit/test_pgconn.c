@@ -36,6 +36,17 @@ void log_write(enum log_level level, int errnum, const char *fmt, ...)
 	(void)fmt;
 }
 
+/* libpq hands its parse-error text to PQfreemem; this stand-in notes
+ * whether the text still held the password when it was freed. */
+static int pqfreemem_unwiped;
+
+void PQfreemem(void *ptr)
+{
+	if (ptr != NULL && strstr(ptr, "hunter2") != NULL)
+		pqfreemem_unwiped++;
+	free(ptr);
+}
+
 /* ---- classification ---- */
 
 struct case_ {
@@ -314,6 +325,18 @@ static void invalid_url_reports_without_secrets(void **state)
 	assert_null(strstr(err, "hunter2"));
 }
 
+/* Regression: the parse-error text was freed unwiped, and libpq quotes the
+ * offending token in it, here the password itself. */
+static void parse_error_text_is_wiped(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	pqfreemem_unwiped = 0;
+	assert_null(pgconn_params_new("postgresql://u@h/db?password=hunter2%zz", err, sizeof err));
+	assert_null(strstr(err, "hunter2"));
+	assert_int_equal(pqfreemem_unwiped, 0);
+}
+
 /* ---- connecting, against fake servers on loopback ---- */
 
 static int loopback_socket(int *port, bool listening)
@@ -472,6 +495,7 @@ int main(void)
 		cmocka_unit_test_setup(require_gets_no_root_cert, setup_env),
 		cmocka_unit_test_setup(connect_timeout_is_dropped, setup_env),
 		cmocka_unit_test(invalid_url_reports_without_secrets),
+		cmocka_unit_test(parse_error_text_is_wiped),
 		cmocka_unit_test(refused_is_unreachable_and_transient),
 		cmocka_unit_test(silent_server_times_out_at_deadline),
 		cmocka_unit_test(server_without_tls_is_a_tls_failure),
