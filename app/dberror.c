@@ -85,6 +85,7 @@ static const struct rule sqlstate_rules[] = {
 #define NEON_SPECIFIC_RULES                                                                        \
 	{ "endpoint cannot be found", DB_ENDPOINT, false, "endpoint not found" },                  \
 	    { "endpoint not found", DB_ENDPOINT, false, "endpoint not found" },                    \
+	    { "endpoint could not be found", DB_ENDPOINT, false, "endpoint not found" },           \
 	    { "endpoint is disabled", DB_ENDPOINT, false, "endpoint is disabled" },                \
 	    { "endpoint id is not specified", DB_ENDPOINT, false, "endpoint ID not given" },       \
 	    { "too many connections attempts", DB_RATE_LIMITED, false,                             \
@@ -108,8 +109,17 @@ static const struct rule xx000_rules[] = {
 	{ "quota", DB_QUOTA, false, "quota exceeded" },
 	{ "temporarily unavailable", DB_QUOTA, false, "endpoint temporarily unavailable" },
 	{ "limit exceeded", DB_QUOTA, false, "limit exceeded" },
+	/* The control plane's own wording for the same limits (passed through
+	 * by the proxy): active endpoints, and a branch's compute time. */
+	{ "concurrently active endpoints", DB_QUOTA, false, "active endpoints limit exceeded" },
+	{ "exceeded the compute time", DB_QUOTA, false, "compute time exceeded" },
 	{ "password authentication failed", DB_AUTH, false, "password authentication failed" },
 	{ "authentication failed", DB_AUTH, false, "authentication failed" },
+	/* The proxy does SCRAM itself: its protocol and channel-binding
+	 * failures are authentication failures, not refusals. */
+	{ "authentication protocol violation", DB_AUTH, false, "SCRAM exchange failed" },
+	{ "scram", DB_AUTH, false, "SCRAM exchange failed" },
+	{ "secure channel data mismatch", DB_AUTH, false, "channel binding failed" },
 };
 
 /* Without a SQLSTATE (libpq's own failures, or a server's text). The order

@@ -165,6 +165,9 @@ static const struct case_ xx000_cases[] = {
 		      "'?options=endpoint%3D<endpoint-id>'. See more at https://neon.tech/sni\n",
 	  DB_ENDPOINT, false, "XX000" },
 	{ NEON_PREFIX "ERROR:  XX000:  endpoint not found\n", DB_ENDPOINT, false, "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  The requested endpoint could not be found, or you don't "
+		      "have access to it. Please check the provided ID and try again.\n",
+	  DB_ENDPOINT, false, "XX000" },
 	/* Quota: not retried. */
 	{ NEON_PREFIX "ERROR:  XX000:  Control plane request failed: endpoint is temporarily "
 		      "unavailable. Check your quotas and/or contact our support.\n",
@@ -174,6 +177,12 @@ static const struct case_ xx000_cases[] = {
 	  DB_QUOTA, false, "XX000" },
 	{ NEON_PREFIX "ERROR:  XX000:  active endpoints limit exceeded\n", DB_QUOTA, false,
 	  "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  You have exceeded the limit of concurrently active "
+		      "endpoints. Please suspend some endpoints and try again.\n",
+	  DB_QUOTA, false, "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  You've exceeded the compute time for this branch. Upgrade "
+		      "your plan to increase limits or connect to another branch.\n",
+	  DB_QUOTA, false, "XX000" },
 	/* Rate limits: not retried (the pool waits instead). */
 	{ NEON_PREFIX "ERROR:  XX000:  Too many connections attempts\n", DB_RATE_LIMITED, false,
 	  "XX000" },
@@ -184,10 +193,18 @@ static const struct case_ xx000_cases[] = {
 		      "later.\n",
 	  DB_RATE_LIMITED, false, "XX000" },
 	{ NEON_PREFIX "ERROR:  XX000:  rate limit exceeded\n", DB_RATE_LIMITED, false, "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  You've exceeded the rate limit. Please wait a moment and "
+		      "try again.\n",
+	  DB_RATE_LIMITED, false, "XX000" },
 	/* Authentication: not retried. */
 	{ NEON_PREFIX "ERROR:  XX000:  password authentication failed for user 'secret_user'\n",
 	  DB_AUTH, false, "XX000" },
 	{ NEON_PREFIX "ERROR:  XX000:  authentication failed\n", DB_AUTH, false, "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  authentication protocol violation\n", DB_AUTH, false,
+	  "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  SCRAM-PLUS not used\n", DB_AUTH, false, "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  insecure connection: secure channel data mismatch\n",
+	  DB_AUTH, false, "XX000" },
 	/* The control plane's bare text is a transport failure: retried. */
 	{ NEON_PREFIX "ERROR:  XX000:  Control plane request failed\n", DB_UNREACHABLE, true,
 	  "XX000" },
@@ -195,6 +212,11 @@ static const struct case_ xx000_cases[] = {
 	{ NEON_PREFIX "ERROR:  XX000:  Control plane request failed: something new\n", DB_REJECTED,
 	  false, "XX000" },
 	{ NEON_PREFIX "ERROR:  XX000:  internal error\n", DB_REJECTED, false, "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  This IP address 127.0.0.1 is not allowed to connect to this "
+		      "endpoint. Please add it to the allowed list in the Neon console.\n",
+	  DB_REJECTED, false, "XX000" },
+	{ NEON_PREFIX "ERROR:  XX000:  connection is insecure (try using `sslmode=require`)\n",
+	  DB_REJECTED, false, "XX000" },
 	/* Without verbose errors (no SQLSTATE), Neon's own wording still decides. */
 	{ NEON_PREFIX "ERROR:  Endpoint ID is not specified. Either please upgrade the postgres "
 		      "client library\n",
