@@ -52,7 +52,7 @@ $(BUILD)/obj $(BUILD)/tests:
 # neighbours named in test_<module>_SRCS (fakes live in the test file).
 # A module with the modules below it that it links against.
 CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c
-PGCONN_SRCS := app/pgconn.c $(CONNINFO_SRCS)
+PGCONN_SRCS := app/pgconn.c app/dberror.c app/resolve.c $(CONNINFO_SRCS)
 test_config_SRCS := app/config.c app/envfile.c $(CONNINFO_SRCS)
 test_conninfo_SRCS := $(CONNINFO_SRCS)
 test_envfile_SRCS := app/envfile.c app/problems.c

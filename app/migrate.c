@@ -999,7 +999,7 @@ static void rollback(struct runner *r)
 
 	if (!r->conn)
 		return;
-	if (pgconn_error_discards(&r->err) ||
+	if (dberror_discards(&r->err) ||
 	    pgconn_exec(r->conn, "ROLLBACK", clock_now_ms() + ROLLBACK_DEADLINE_MS, NULL,
 			&ignored) < 0) {
 		pgconn_close(r->conn);

@@ -1,5 +1,5 @@
-/* pgconn: one PostgreSQL connection with deadlines, and the classification of
- * its failures into the categories of DESIGN.md §4 / §5. */
+/* pgconn: one PostgreSQL connection with deadlines: the name resolved by us,
+ * then libpq's non-blocking connect and queries under poll(). */
 #include "pgconn.h"
 
 #include <ctype.h>
@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "conninfo.h"
 #include "log.h"
+#include "resolve.h"
 #include "pool.h"
 #include "xalloc.h"
 
@@ -28,38 +29,6 @@ struct pgconn_params {
 /* Set by the notice receiver when the server sent a FATAL outside a query:
  * the receiver runs in the thread that makes libpq parse input. */
 static __thread bool notice_fatal;
-
-static void error_set(struct db_error *err, enum db_category cat, bool transient,
-		      const char *sqlstate, const char *message)
-{
-	err->category = cat;
-	err->transient = transient;
-	snprintf(err->sqlstate, sizeof err->sqlstate, "%s", sqlstate ? sqlstate : "");
-	snprintf(err->message, sizeof err->message, "%s", message ? message : "");
-}
-
-static void error_clear(struct db_error *err)
-{
-	error_set(err, DB_OK, false, "", "");
-}
-
-const char *db_category_name(enum db_category c)
-{
-	static const char *const names[DB_CATEGORY_COUNT] = {
-		[DB_OK] = "ok",
-		[DB_TIMEOUT] = "timeout",
-		[DB_UNREACHABLE] = "unreachable",
-		[DB_TLS] = "tls",
-		[DB_AUTH] = "auth",
-		[DB_REJECTED] = "rejected",
-		[DB_QUERY_FAILED] = "query_failed",
-		[DB_POOL_TIMEOUT] = "pool_timeout",
-		[DB_CIRCUIT_OPEN] = "circuit_open",
-	};
-	if ((unsigned)c >= DB_CATEGORY_COUNT || !names[c])
-		return "unknown";
-	return names[c];
-}
 
 /* ---- parameters ---- */
 
@@ -130,175 +99,6 @@ void pgconn_params_free(struct pgconn_params *p)
 	free(p);
 }
 
-/* ---- classification ---- */
-
-struct sqlstate_rule {
-	const char *prefix; /* full SQLSTATE or its two-character class */
-	enum db_category category;
-	bool transient;
-	const char *description;
-};
-
-static const struct sqlstate_rule sqlstate_rules[] = {
-	{ "28P01", DB_AUTH, false, "password authentication failed" },
-	{ "28000", DB_AUTH, false, "authorization failed (role or pg_hba.conf)" },
-	{ "3D000", DB_REJECTED, false, "database does not exist" },
-	/* 57P01 is also Neon suspending an idle compute. */
-	{ "57P01", DB_REJECTED, true, "server terminated the session (administrator command)" },
-	{ "57P02", DB_REJECTED, true, "server terminated the session (crash shutdown)" },
-	{ "57P03", DB_REJECTED, true, "server is not accepting connections yet" },
-	{ "53300", DB_REJECTED, true, "too many connections" },
-	{ "53", DB_REJECTED, true, "server out of resources" },
-	{ "08", DB_UNREACHABLE, true, "connection failure" },
-};
-
-struct message_rule {
-	const char *needle; /* lower case, matched with quoted names blanked */
-	enum db_category category;
-	bool transient;
-	const char *description;
-};
-
-/* First match wins. The order matters: EOF inside TLS is the network, not
- * a TLS misconfiguration; auth failures mention "SSL" in pg_hba wording;
- * "does not exist" is also said of certificate files. */
-static const struct message_rule message_rules[] = {
-	{ "ssl syscall error", DB_UNREACHABLE, true, "connection closed during TLS" },
-	{ "ssl connection has been closed unexpectedly", DB_UNREACHABLE, true,
-	  "connection closed during TLS" },
-	{ "unexpected eof", DB_UNREACHABLE, true, "connection closed during TLS" },
-	{ "server closed the connection unexpectedly", DB_UNREACHABLE, true,
-	  "server closed the connection" },
-	{ "connection reset", DB_UNREACHABLE, true, "connection reset" },
-	{ "broken pipe", DB_UNREACHABLE, true, "connection reset" },
-	{ "password authentication failed", DB_AUTH, false, "password authentication failed" },
-	{ "channel binding", DB_AUTH, false, "channel binding failed" },
-	{ "scram", DB_AUTH, false, "SCRAM authentication failed" },
-	{ "no password supplied", DB_AUTH, false, "no password supplied" },
-	{ "pg_hba.conf", DB_AUTH, false, "rejected by pg_hba.conf" },
-	{ "role \"\" does not exist", DB_AUTH, false, "role does not exist" },
-	{ "authentication failed", DB_AUTH, false, "authentication failed" },
-	{ "server does not support ssl", DB_TLS, false, "server does not support TLS" },
-	{ "certificate", DB_TLS, false, "TLS certificate verification failed" },
-	{ "ssl", DB_TLS, false, "TLS negotiation failed" },
-	{ "tls", DB_TLS, false, "TLS negotiation failed" },
-	{ "too many connections", DB_REJECTED, true, "too many connections" },
-	{ "too many clients", DB_REJECTED, true, "too many connections" },
-	{ "remaining connection slots", DB_REJECTED, true, "too many connections" },
-	{ "starting up", DB_REJECTED, true, "database system is starting up" },
-	{ "shutting down", DB_REJECTED, true, "database system is shutting down" },
-	{ "in recovery", DB_REJECTED, true, "database system is in recovery" },
-	{ "not yet accepting connections", DB_REJECTED, true,
-	  "server is not accepting connections yet" },
-	{ "terminating connection", DB_REJECTED, true, "server terminated the session" },
-	{ "does not exist", DB_REJECTED, false, "database does not exist" },
-	{ "connection refused", DB_UNREACHABLE, true, "connection refused" },
-	{ "connect to compute", DB_UNREACHABLE, true, "proxy could not reach the compute" },
-	{ "no route to host", DB_UNREACHABLE, true, "no route to host" },
-	{ "network is unreachable", DB_UNREACHABLE, true, "network is unreachable" },
-	{ "host is down", DB_UNREACHABLE, true, "host is down" },
-	{ "could not translate host name", DB_UNREACHABLE, true, "could not resolve host name" },
-	{ "name or service not known", DB_UNREACHABLE, true, "could not resolve host name" },
-	{ "name resolution", DB_UNREACHABLE, true, "could not resolve host name" },
-	{ "timeout expired", DB_TIMEOUT, true, "connect timed out" },
-	{ "timed out", DB_TIMEOUT, true, "connect timed out" },
-};
-
-/* A SQLSTATE as libpq prints it in verbose mode: "FATAL:  28P01:  ...". */
-static bool find_sqlstate(const char *msg, char out[6])
-{
-	static const char *const severities[] = { "FATAL:", "ERROR:", "PANIC:" };
-	for (size_t i = 0; i < sizeof severities / sizeof *severities; i++) {
-		for (const char *s = strstr(msg, severities[i]); s;
-		     s = strstr(s + 1, severities[i])) {
-			const char *c = s + strlen(severities[i]);
-			while (*c == ' ')
-				c++;
-			size_t k = 0;
-			while (k < 5 &&
-			       (isdigit((unsigned char)c[k]) || isupper((unsigned char)c[k])))
-				k++;
-			if (k == 5 && c[5] == ':') {
-				memcpy(out, c, 5);
-				out[5] = '\0';
-				return true;
-			}
-		}
-	}
-	return false;
-}
-
-static const struct sqlstate_rule *sqlstate_rule_for(const char *sqlstate)
-{
-	if (!sqlstate || strlen(sqlstate) != 5)
-		return NULL;
-	for (size_t i = 0; i < sizeof sqlstate_rules / sizeof *sqlstate_rules; i++) {
-		const char *pre = sqlstate_rules[i].prefix;
-		if (strncmp(sqlstate, pre, strlen(pre)) == 0)
-			return &sqlstate_rules[i];
-	}
-	return NULL;
-}
-
-bool pgconn_sqlstate_transient(const char *sqlstate)
-{
-	const struct sqlstate_rule *r = sqlstate_rule_for(sqlstate);
-	return r && r->transient;
-}
-
-/* Lower-case copy with the contents of "…" removed: libpq quotes host, user,
- * database and file names, which must neither leak nor match a rule (a host
- * called ssl.example.com is not a TLS problem). */
-static char *scrub(const char *msg)
-{
-	char *out = xcalloc(strlen(msg) + 1, 1);
-	char *o = out;
-	bool quoted = false;
-	for (const char *m = msg; *m; m++) {
-		if (*m == '"')
-			quoted = !quoted;
-		if (!quoted || *m == '"')
-			*o++ = (char)tolower((unsigned char)*m);
-	}
-	*o = '\0';
-	return out;
-}
-
-static const struct message_rule *message_rule_for(const char *scrubbed)
-{
-	for (size_t i = 0; i < sizeof message_rules / sizeof *message_rules; i++)
-		if (strstr(scrubbed, message_rules[i].needle))
-			return &message_rules[i];
-	return NULL;
-}
-
-void pgconn_classify_connect_error(const char *libpq_message, struct db_error *err)
-{
-	const char *msg = libpq_message ? libpq_message : "";
-	char state[6] = "";
-	const struct sqlstate_rule *sr =
-	    find_sqlstate(msg, state) ? sqlstate_rule_for(state) : NULL;
-	if (sr) {
-		error_set(err, sr->category, sr->transient, state, sr->description);
-		return;
-	}
-	char *s = scrub(msg);
-	const struct message_rule *mr = message_rule_for(s);
-	bool from_server = strstr(s, "fatal:") || strstr(s, "error:");
-	free(s);
-	if (mr)
-		error_set(err, mr->category, mr->transient, state, mr->description);
-	else if (from_server) /* the server (or Neon's proxy) refused, reason unknown */
-		error_set(err, DB_REJECTED, true, state, "server rejected the connection");
-	else
-		error_set(err, DB_UNREACHABLE, true, state, "could not connect to the server");
-}
-
-bool pgconn_error_discards(const struct db_error *err)
-{
-	return err->category != DB_OK && err->category != DB_QUERY_FAILED;
-}
-
 /* ---- waiting on the socket ---- */
 
 /* 1 when fd is ready for events (or has an error libpq should see), 0 when
@@ -349,7 +149,7 @@ static int connect_poll(PGconn *c, int64_t deadline_ms, struct db_error *err)
 		 * GSS fallback), so PQsocket is read again on every round. */
 		int r = wait_socket(PQsocket(c), ev, deadline_ms);
 		if (r == 0) {
-			error_set(err, DB_TIMEOUT, true, "", "connect timed out");
+			dberror_set(err, DB_TIMEOUT, true, "", "connect timed out");
 			return -1;
 		}
 		if (r < 0)
@@ -369,17 +169,70 @@ static void fill_info(PGconn *c, int64_t start_us, struct pgconn_info *info)
 	info->connect_ms = (double)(clock_now_us() - start_us) / 1000.0;
 }
 
+/* Set keyword k to v in an attempt's arrays (n entries, room for one more). */
+static void set_param(const char **kw, const char **val, size_t *n, const char *k, const char *v)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (strcmp(kw[i], k) == 0) {
+			val[i] = v;
+			return;
+		}
+	}
+	kw[*n] = k;
+	val[(*n)++] = v;
+}
+
+/* libpq 15 resolves host names inside PQconnectStartParams, blocking and
+ * unbounded: resolve them here within the attempt's deadline and hand libpq
+ * hostaddr next to host (SNI and verify-full still see the name). */
+static int resolve_hosts(const struct pgconn_params *p, int64_t deadline_ms,
+			 struct resolve_params *r, struct db_error *err)
+{
+	char why[128];
+	enum resolve_status st =
+	    resolve_params(pgconn_params_get(p, "host"), pgconn_params_get(p, "hostaddr"),
+			   pgconn_params_get(p, "port"), deadline_ms, r, why, sizeof why);
+
+	if (st == RESOLVE_OK)
+		return 0;
+	dberror_set(err, st == RESOLVE_TIMEOUT ? DB_TIMEOUT : DB_UNREACHABLE, true, "", why);
+	return -1;
+}
+
+/* PQconnectStartParams with p's parameters and r's resolved addresses. */
+static PGconn *start_connect(const struct pgconn_params *p, const struct resolve_params *r)
+{
+	size_t n = p->n;
+	const char **kw = xcalloc(n + 4, sizeof *kw);
+	const char **val = xcalloc(n + 4, sizeof *val);
+
+	memcpy(kw, p->keywords, n * sizeof *kw);
+	memcpy(val, p->values, n * sizeof *val);
+	if (r->host) {
+		set_param(kw, val, &n, "host", r->host);
+		set_param(kw, val, &n, "hostaddr", r->hostaddr);
+		if (r->port)
+			set_param(kw, val, &n, "port", r->port);
+	}
+	PGconn *c = PQconnectStartParams(kw, val, 0); /* copies what it keeps */
+	free(kw);
+	free(val);
+	if (!c)
+		abort(); /* libpq returns NULL only when out of memory */
+	return c;
+}
+
 PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms, struct pgconn_info *info,
 		       struct db_error *err)
 {
 	int64_t start_us = clock_now_us();
-	error_clear(err);
-	/* libpq 15 resolves host names inside this call, blocking: only a
-	 * hostaddr (or a resolver that answers) keeps it within the deadline. */
-	PGconn *c = PQconnectStartParams((const char *const *)p->keywords,
-					 (const char *const *)p->values, 0);
-	if (!c)
-		abort(); /* libpq returns NULL only when out of memory */
+	struct resolve_params r = { 0 };
+
+	dberror_clear(err);
+	if (resolve_hosts(p, deadline_ms, &r, err) < 0)
+		return NULL;
+	PGconn *c = start_connect(p, &r);
+	resolve_params_free(&r);
 	/* Verbose errors carry the server's SQLSTATE in the text, the only
 	 * place libpq 15 exposes it for a failed connection attempt. */
 	PQsetErrorVerbosity(c, PQERRORS_VERBOSE);
@@ -393,7 +246,7 @@ PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms, struc
 	return c;
 fail:
 	if (err->category == DB_OK)
-		pgconn_classify_connect_error(PQerrorMessage(c), err);
+		dberror_classify_connect(PQerrorMessage(c), err);
 	PQfinish(c);
 	return NULL;
 }
@@ -406,13 +259,13 @@ static int lost(PGconn *c, struct db_error *err)
 	/* Keep a SQLSTATE already seen (57P01 arrives just before the EOF). */
 	char state[6];
 	snprintf(state, sizeof state, "%s", err->sqlstate);
-	error_set(err, DB_UNREACHABLE, true, state, "connection to the server was lost");
+	dberror_set(err, DB_UNREACHABLE, true, state, "connection to the server was lost");
 	return -1;
 }
 
 static int timed_out(struct db_error *err)
 {
-	error_set(err, DB_TIMEOUT, true, "", "query timed out");
+	dberror_set(err, DB_TIMEOUT, true, "", "query timed out");
 	return -1;
 }
 
@@ -456,7 +309,7 @@ static bool result_failed(const PGresult *res, struct db_error *err)
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 	if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
 		primary = "COPY is not supported";
-	error_set(err, DB_QUERY_FAILED, pgconn_sqlstate_transient(state), state,
+	dberror_set(err, DB_QUERY_FAILED, dberror_sqlstate_transient(state), state,
 		  primary ? primary : PQresStatus(st));
 	return true;
 }
@@ -511,14 +364,14 @@ static int send_failed(PGconn *c, struct db_error *err)
 	if (PQstatus(c) == CONNECTION_BAD)
 		return lost(c, err);
 	/* A command already in progress: the caller broke the protocol. */
-	error_set(err, DB_QUERY_FAILED, false, "", "could not send the query");
+	dberror_set(err, DB_QUERY_FAILED, false, "", "could not send the query");
 	return -1;
 }
 
 int pgconn_exec(PGconn *c, const char *sql, int64_t deadline_ms, PGresult **res_out,
 		struct db_error *err)
 {
-	error_clear(err);
+	dberror_clear(err);
 	if (res_out)
 		*res_out = NULL;
 	if (!PQsendQuery(c, sql))
@@ -529,7 +382,7 @@ int pgconn_exec(PGconn *c, const char *sql, int64_t deadline_ms, PGresult **res_
 int pgconn_exec_params(PGconn *c, const char *sql, int nparams, const char *const *values,
 		       int64_t deadline_ms, PGresult **res_out, struct db_error *err)
 {
-	error_clear(err);
+	dberror_clear(err);
 	if (res_out)
 		*res_out = NULL;
 	if (!PQsendQueryParams(c, sql, nparams, NULL, values, NULL, NULL, 0))

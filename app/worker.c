@@ -164,7 +164,7 @@ static void check_db(struct worker *w, int64_t deadline_ms, struct health_db_che
 	chk->ok = false;
 	if (pool_acquire(w->pool, deadline_ms, &c, &err) == 0) {
 		int rc = pgconn_exec(pool_conn_handle(c), "SELECT 1", deadline_ms, NULL, &err);
-		pool_release(w->pool, c, rc != 0 && pgconn_error_discards(&err));
+		pool_release(w->pool, c, rc != 0 && dberror_discards(&err));
 		chk->ok = rc == 0;
 	}
 	/* Behind an open breaker, report why it opened (unreachable, timeout…):

@@ -1,6 +1,6 @@
 /* pgconn: one PostgreSQL connection with deadlines (non-blocking libpq +
- * poll()), server/TLS facts, and classification of failures into the
- * categories of DESIGN.md §4 and transient/permanent per §5. */
+ * poll()), with names resolved inside the deadline, and server/TLS facts;
+ * failures are classified by dberror. */
 #ifndef NEONFCGI_PGCONN_H
 #define NEONFCGI_PGCONN_H
 
@@ -8,27 +8,7 @@
 #include <stdint.h>
 #include <libpq-fe.h>
 
-enum db_category {
-	DB_OK = 0,
-	DB_TIMEOUT,
-	DB_UNREACHABLE,
-	DB_TLS,
-	DB_AUTH,
-	DB_REJECTED,
-	DB_QUERY_FAILED,
-	DB_POOL_TIMEOUT,
-	DB_CIRCUIT_OPEN,
-	DB_CATEGORY_COUNT
-};
-
-struct db_error {
-	enum db_category category;
-	bool transient;
-	char sqlstate[6];       /* "" when the server sent none */
-	char message[256];      /* server's primary message or our description; never
-				   holds a password, user or host name */
-	enum db_category cause; /* with DB_CIRCUIT_OPEN: the failure that opened it */
-};
+#include "dberror.h"
 
 /* Connection parameters parsed once from DATABASE_URL (keywords/values for
  * PQconnectStartParams), with the system CA bundle added for verify-full. */
@@ -41,8 +21,6 @@ struct pgconn_info {
 	double connect_ms;
 };
 
-/* "timeout", "unreachable", … as in the /health/db output. */
-const char *db_category_name(enum db_category c);
 
 struct pgconn_params *pgconn_params_new(const char *database_url, char *err, size_t errlen);
 void pgconn_params_free(struct pgconn_params *p);
@@ -72,14 +50,5 @@ void pgconn_close(PGconn *c);
  * struct pgconn_params * the connections are opened with. */
 struct pool_connector;
 const struct pool_connector *pgconn_connector(void);
-/* Classify a failed connection attempt from libpq's error text (SQLSTATE
- * when the text carries one, else wording); err->message is our own
- * description, never libpq's text. Pure; exposed for the unit tests. */
-void pgconn_classify_connect_error(const char *libpq_message, struct db_error *err);
-/* Whether a SQLSTATE means "try again later": class 08, 53, 57P01–57P03. */
-bool pgconn_sqlstate_transient(const char *sqlstate);
-/* Whether a connection that pgconn_exec failed on with err must be discarded
- * rather than returned to the pool (anything but an ordinary query error). */
-bool pgconn_error_discards(const struct db_error *err);
 
 #endif

@@ -90,7 +90,7 @@ void pool_destroy(struct pool *p);
  * connect failure's category). */
 int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, struct db_error *err)
     __attribute__((warn_unused_result));
-/* Give c back. broken: the caller saw it fail (pgconn_error_discards()),
+/* Give c back. broken: the caller saw it fail (dberror_discards()),
  * so it is closed; so is one left inside a transaction. */
 void pool_release(struct pool *p, struct pool_conn *c, bool broken);
 /* The connector's handle: a PGconn * with pgconn_connector(). */

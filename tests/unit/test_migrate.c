@@ -175,7 +175,7 @@ void pgconn_close(PGconn *c)
 	db.open_conns--;
 }
 
-bool pgconn_error_discards(const struct db_error *err)
+bool dberror_discards(const struct db_error *err)
 {
 	return err->category != DB_OK && err->category != DB_QUERY_FAILED;
 }
