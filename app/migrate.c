@@ -29,6 +29,7 @@
 #include "log.h"
 #include "pgconn.h"
 #include "retry.h"
+#include "xalloc.h"
 
 #define TABLE "neonfcgi_schema_migrations"
 /* The advisory lock key is "neonfcgi" in ASCII (0x6e656f6e66636769):
@@ -60,37 +61,6 @@
 /* A waking Neon compute answers within seconds: look at least once a second. */
 #define START_BACKOFF_CAP_MS   1000
 #define CONNECT_BACKOFF_CAP_MS 2000
-
-/* ---- allocation: failure aborts, nothing handles half a NULL ---- */
-
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n ? n : 1);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (!p)
-		abort();
-	return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *d = xrealloc(NULL, n + 1);
-	memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
-
-static char *xstrdup(const char *s)
-{
-	return xstrndup(s, strlen(s));
-}
 
 /* ---- names, checksums, the no-transaction marker ---- */
 
