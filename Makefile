@@ -56,7 +56,9 @@ test_router_SRCS := app/router.c
 test_scoreboard_SRCS := app/scoreboard.c app/router.c
 test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c app/pgconn.c app/log.c
 test_retry_SRCS := app/retry.c
-test_migrate_SRCS := app/migrate.c app/retry.c
+test_migplan_SRCS := app/migplan.c app/migsplit.c tests/unit/migfixture.c tests/unit/migfixture.h
+test_migrate_SRCS := app/migrate.c app/migplan.c app/migsplit.c app/retry.c tests/unit/migfixture.c \
+	tests/unit/migfixture.h
 test_pgconn_SRCS := app/pgconn.c
 test_pool_SRCS := app/pool.c app/retry.c app/pgconn.c app/scoreboard.c app/router.c
 test_health_SRCS := app/health.c app/pgconn.c app/log.c
