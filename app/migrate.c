@@ -10,13 +10,13 @@
  * (see claim()); the others wait for its record. */
 #include "migrate.h"
 
-#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -52,9 +52,9 @@
  * the deadline only catches a server that stopped answering. */
 #define STATEMENT_DEADLINE_MS (10 * 60 * 1000)
 #define ROLLBACK_DEADLINE_MS  5000
-/* A waking Neon compute answers within seconds: look at least once a second. */
-#define START_BACKOFF_CAP_MS   1000
-#define CONNECT_BACKOFF_CAP_MS 2000
+/* The cap of the MIGRATE_ON_START wait, below RETRY_BACKOFF_CAP_MS: the
+ * whole service waits on it, so it looks at a waking compute once a second. */
+#define START_BACKOFF_CAP_MS 1000
 
 /* ---- the database ---- */
 
@@ -79,6 +79,7 @@ struct runner {
 	int failed_line;   /* its failing statement (no-transaction files) */
 	bool table_exists; /* neonfcgi_schema_migrations, as last read */
 	size_t applied, skipped;
+	struct retry_rng rng; /* connect backoffs */
 };
 
 static void set_error(struct runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -98,14 +99,6 @@ static void set_error(struct runner *r, const char *fmt, ...)
 static enum run_result failure(const struct runner *r)
 {
 	return r->err.transient ? RUN_TRANSIENT : RUN_FAILED;
-}
-
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 /* A key="value" log field: the log parser takes \" and \\ escapes. */
@@ -308,11 +301,35 @@ static void rollback(struct runner *r)
 	}
 }
 
+struct connect_try {
+	struct runner *r;
+	int64_t first_deadline_ms;
+};
+
+/* One connect: by the caller's deadline, each retry by a fresh
+ * DB_CONNECT_TIMEOUT_MS. */
+static enum retry_step connect_once(void *arg, int attempt)
+{
+	const struct connect_try *t = arg;
+	struct runner *r = t->r;
+	struct pgconn_info info;
+	int64_t deadline = attempt == 0 ? t->first_deadline_ms
+					: clock_now_ms() + r->cfg->db_connect_timeout_ms;
+
+	r->conn = pgconn_connect(r->params, deadline, &info, &r->err);
+	if (r->conn == NULL)
+		return r->err.transient ? RETRY_AGAIN : RETRY_DONE;
+	log_debug("migrations: connected server_version=%d tls=%s connect_ms=%.1f",
+		  info.server_version, info.tls_protocol, info.connect_ms);
+	return RETRY_DONE;
+}
+
 static int connect_db(struct runner *r, int64_t deadline_ms)
 {
 	char perr[256];
-	struct pgconn_info info;
-	struct retry_rng rng;
+	struct connect_try t = { .r = r, .first_deadline_ms = deadline_ms };
+	struct retry_policy pol =
+	    retry_connect_policy(r->connect_retries, r->cfg->db_retry_backoff_ms);
 
 	r->stage = "connect to";
 	r->params = pgconn_params_new(r->cfg->database_url, perr, sizeof(perr));
@@ -320,20 +337,8 @@ static int connect_db(struct runner *r, int64_t deadline_ms)
 		set_error(r, "%s", perr);
 		return -1;
 	}
-	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
-	for (int attempt = 0;; attempt++) {
-		r->conn = pgconn_connect(r->params, deadline_ms, &info, &r->err);
-		if (r->conn) {
-			log_debug("migrations: connected server_version=%d tls=%s connect_ms=%.1f",
-				  info.server_version, info.tls_protocol, info.connect_ms);
-			return 0;
-		}
-		if (!r->err.transient || attempt >= r->connect_retries)
-			return -1;
-		sleep_ms(retry_backoff_ms(&rng, attempt, r->cfg->db_retry_backoff_ms,
-					  CONNECT_BACKOFF_CAP_MS));
-		deadline_ms = clock_now_ms() + r->cfg->db_connect_timeout_ms;
-	}
+	(void)retry_run(&pol, &r->rng, INT64_MAX, connect_once, NULL, &t);
+	return r->conn != NULL ? 0 : -1;
 }
 
 /* The recorded rows; none when the table does not exist yet (status and
@@ -587,7 +592,7 @@ static int apply_without_transaction(struct runner *r, const struct migplan_file
 		}
 		if (round == 0)
 			say_waiting(r, f);
-		sleep_ms(CLAIM_POLL_MS);
+		clock_sleep_ms(CLAIM_POLL_MS);
 	}
 }
 
@@ -685,13 +690,24 @@ out:
 	return rc;
 }
 
+static void runner_init(struct runner *r, const struct config *cfg, enum migrate_mode mode,
+			bool on_start)
+{
+	memset(r, 0, sizeof(*r));
+	r->cfg = cfg;
+	r->mode = mode;
+	r->on_start = on_start;
+	/* MIGRATE_ON_START retries whole runs instead (migrate_on_start). */
+	r->connect_retries = on_start ? 0 : (int)cfg->db_retry_attempts;
+	retry_rng_seed(&r->rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
+}
+
 int migrate_command(const struct config *cfg, enum migrate_mode mode)
 {
-	struct runner r = { .cfg = cfg,
-			    .mode = mode,
-			    .connect_retries = (int)cfg->db_retry_attempts };
-	enum run_result rc = run(&r, clock_now_ms() + cfg->db_connect_timeout_ms);
+	struct runner r;
 
+	runner_init(&r, cfg, mode, false);
+	enum run_result rc = run(&r, clock_now_ms() + cfg->db_connect_timeout_ms);
 	if (rc != RUN_OK && r.err.category != DB_OK)
 		report_failure(&r);
 	return rc == RUN_OK ? 0 : 1;
@@ -723,34 +739,53 @@ static void say_unavailable(const struct runner *r, int64_t waited_ms)
 		   db_category_name(r->err.category), quoted);
 }
 
+struct start_try {
+	struct runner *r;
+	int64_t started_ms, give_up_ms;
+	enum run_result rc;
+};
+
+/* One whole run; only a database that is down or waking is worth another. */
+static enum retry_step start_once(void *arg, int attempt)
+{
+	struct start_try *t = arg;
+	/* Every attempt but the first stops at the start deadline. */
+	int64_t deadline = clock_now_ms() + t->r->cfg->db_connect_timeout_ms;
+
+	if (attempt > 0 && deadline > t->give_up_ms)
+		deadline = t->give_up_ms;
+	t->rc = run(t->r, deadline);
+	return t->rc == RUN_TRANSIENT ? RETRY_AGAIN : RETRY_DONE;
+}
+
+static void start_failed(void *arg, int attempt, int64_t wait_ms)
+{
+	const struct start_try *t = arg;
+	int64_t waited = clock_now_ms() - t->started_ms;
+
+	if (wait_ms < 0)
+		say_unavailable(t->r, waited);
+	else
+		say_retry(t->r, attempt, wait_ms, waited);
+}
+
 int migrate_on_start(const struct config *cfg)
 {
-	struct runner r = { .cfg = cfg, .mode = MIGRATE_RUN, .on_start = true };
-	struct retry_rng rng;
-	int64_t started = clock_now_ms(), give_up = started + cfg->db_start_timeout_ms;
+	struct runner r;
+	struct start_try t = { .r = &r, .started_ms = clock_now_ms() };
+	/* Until DB_START_TIMEOUT_MS, as often as it takes; a waking Neon
+	 * compute answers within seconds, so look at least once a second. */
+	struct retry_policy pol = { .retries = INT_MAX,
+				    .base_ms = cfg->db_retry_backoff_ms,
+				    .cap_ms = START_BACKOFF_CAP_MS };
 
-	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
+	runner_init(&r, cfg, MIGRATE_RUN, true);
+	t.give_up_ms = t.started_ms + cfg->db_start_timeout_ms;
 	log_info("migrations: applying pending ones before starting dir=\"%s\"",
 		 cfg->migrations_dir);
-	for (int attempt = 0;; attempt++) {
-		/* Every attempt but the first stops at the start deadline. */
-		int64_t deadline = clock_now_ms() + cfg->db_connect_timeout_ms;
-		if (attempt > 0 && deadline > give_up)
-			deadline = give_up;
-		enum run_result rc = run(&r, deadline);
-		if (rc != RUN_TRANSIENT) {
-			if (rc == RUN_FAILED && r.err.category != DB_OK)
-				report_failure(&r);
-			return rc == RUN_OK ? 0 : 1;
-		}
-		int64_t now = clock_now_ms();
-		int64_t wait = retry_backoff_until(&rng, attempt, cfg->db_retry_backoff_ms,
-						   START_BACKOFF_CAP_MS, now, give_up);
-		if (wait < 0) {
-			say_unavailable(&r, now - started);
-			return MIGRATE_EX_UNAVAILABLE;
-		}
-		say_retry(&r, attempt, wait, now - started);
-		sleep_ms(wait);
-	}
+	if (retry_run(&pol, &r.rng, t.give_up_ms, start_once, start_failed, &t) == RETRY_AGAIN)
+		return EX_UNAVAILABLE;
+	if (t.rc == RUN_FAILED && r.err.category != DB_OK)
+		report_failure(&r);
+	return t.rc == RUN_OK ? 0 : 1;
 }

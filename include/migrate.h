@@ -6,8 +6,6 @@
 
 struct config;
 
-#define MIGRATE_EX_UNAVAILABLE 69 /* sysexits.h EX_UNAVAILABLE: database never came up */
-
 enum migrate_mode { MIGRATE_RUN, MIGRATE_DRY_RUN, MIGRATE_STATUS };
 
 /* `neonfcgi migrate [--dry-run]` / `migrate status`: output on stdout, errors
@@ -15,7 +13,7 @@ enum migrate_mode { MIGRATE_RUN, MIGRATE_DRY_RUN, MIGRATE_STATUS };
 int migrate_command(const struct config *cfg, enum migrate_mode mode);
 /* MIGRATE_ON_START, in the master before forking: log lines only; waits up to
  * DB_START_TIMEOUT_MS for a database that is down or waking. 0, 1, or
- * MIGRATE_EX_UNAVAILABLE. */
+ * EX_UNAVAILABLE (sysexits.h) when the database never came up. */
 int migrate_on_start(const struct config *cfg);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -601,7 +602,7 @@ static void on_start_gives_up_with_69(void **state)
 	db.connect_failures = 1000000;
 	f->cfg.db_start_timeout_ms = 100;
 	log_errors = 0;
-	assert_int_equal(migrate_on_start(&f->cfg), MIGRATE_EX_UNAVAILABLE);
+	assert_int_equal(migrate_on_start(&f->cfg), EX_UNAVAILABLE);
 	assert_int_equal(log_errors, 1);
 	assert_non_null(strstr(last_log, "database unavailable for migrations"));
 	assert_non_null(strstr(last_log, "db=\"db.example:5432/app\""));
