@@ -63,7 +63,7 @@ enum run_result { RUN_OK, RUN_FAILED, RUN_TRANSIENT };
 struct runner {
 	const struct config *cfg;
 	enum migrate_mode mode;
-	bool on_start;       /* log lines (master start-up) instead of stdout/stderr */
+	bool on_start;       /* say() to the log (master start-up), not stdout/stderr */
 	int connect_retries; /* transient connect failures retried in place */
 	struct pgconn_params *params;
 	PGconn *conn;
@@ -101,6 +101,51 @@ static enum run_result failure(const struct runner *r)
 	return r->err.transient ? RUN_TRANSIENT : RUN_FAILED;
 }
 
+/* ---- what a run says: one message per event, for both audiences ---- */
+
+/* Where a message goes. `neonfcgi migrate` prints results on stdout and the
+ * rest on stderr after "neonfcgi: migrate: "; MIGRATE_ON_START sends the same
+ * text to the log after "migrate: " at the level of its kind (as OpenBSD's
+ * log.c sends one log_warnx to syslog, or to stderr in the foreground). */
+enum say_kind {
+	SAY_DEBUG,   /* the log only, in both cases */
+	SAY_RESULT,  /* stdout | info */
+	SAY_NOTE,    /* stderr | info */
+	SAY_WARNING, /* stderr, "warning: " | warn */
+	SAY_ERROR,   /* stderr | error */
+};
+
+static void say(const struct runner *r, enum say_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void say(const struct runner *r, enum say_kind kind, const char *fmt, ...)
+{
+	static const enum log_level levels[] = {
+		[SAY_DEBUG] = LOG_LEVEL_DEBUG, [SAY_RESULT] = LOG_LEVEL_INFO,
+		[SAY_NOTE] = LOG_LEVEL_INFO,   [SAY_WARNING] = LOG_LEVEL_WARN,
+		[SAY_ERROR] = LOG_LEVEL_ERROR,
+	};
+	char text[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (r->on_start || kind == SAY_DEBUG) {
+		/* One event, one log line, whatever a server message holds. */
+		for (char *c = text; *c; c++)
+			if (*c == '\n' || *c == '\r')
+				*c = ' ';
+		log_write(levels[kind], 0, "migrate: %s", text);
+	} else if (kind == SAY_RESULT) {
+		printf("%s\n", text);
+		fflush(stdout);
+	} else {
+		fprintf(stderr, "neonfcgi: migrate: %s%s\n", kind == SAY_WARNING ? "warning: " : "",
+			text);
+	}
+}
+
 /* A key="value" log field: the log parser takes \" and \\ escapes. */
 static void quote_for_log(const char *in, char *out, size_t outlen)
 {
@@ -125,59 +170,36 @@ static void describe(const struct db_error *e, char *out, size_t outlen)
 
 static void say_problems(const struct runner *r, const struct problems *p)
 {
-	for (size_t i = 0; i < p->n; i++) {
-		if (r->on_start)
-			log_errorx("migrations refused: %s", p->lines[i]);
-		else
-			fprintf(stderr, "neonfcgi: migrate: %s\n", p->lines[i]);
-	}
+	for (size_t i = 0; i < p->n; i++)
+		say(r, SAY_ERROR, "%s", p->lines[i]);
 }
 
 static void say_nothing_applied(const struct runner *r)
 {
-	if (r->on_start)
-		log_errorx("migrations refused: nothing was applied; not starting");
-	else if (r->mode == MIGRATE_RUN)
-		fprintf(stderr, "neonfcgi: migrate: nothing was applied\n");
+	if (r->mode == MIGRATE_RUN)
+		say(r, SAY_ERROR, "nothing was applied");
 }
 
 static void say_applied(struct runner *r, const struct migplan_file *f, int64_t ms)
 {
 	r->applied++;
-	if (r->on_start) {
-		log_info("migration applied file=%s duration_ms=%lld", f->name, (long long)ms);
-		return;
-	}
-	printf("applied %s in %lld ms\n", f->name, (long long)ms);
-	fflush(stdout);
+	say(r, SAY_RESULT, "applied %s in %lld ms", f->name, (long long)ms);
 }
 
 static void say_skipped(struct runner *r, const struct migplan_file *f)
 {
 	r->skipped++;
-	if (r->on_start) {
-		log_info("migration already applied by another runner file=%s", f->name);
-		return;
-	}
-	printf("skipped %s: applied meanwhile by another runner\n", f->name);
-	fflush(stdout);
+	say(r, SAY_RESULT, "skipped %s: applied meanwhile by another runner", f->name);
 }
 
 static void say_missing(const struct runner *r, const struct migplan *plan)
 {
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct migplan_step *s = &plan->v[i];
-		if (s->state != MIGPLAN_MISSING)
-			continue;
-		if (r->on_start)
-			log_warnx("migration applied but its file is not in MIGRATIONS_DIR "
-				  "version=%04d name=%s",
-				  s->version, s->applied->name);
-		else
-			fprintf(stderr,
-				"neonfcgi: migrate: warning: version %04d (%s) is applied "
-				"but its file is not in MIGRATIONS_DIR\n",
-				s->version, s->applied->name);
+		if (s->state == MIGPLAN_MISSING)
+			say(r, SAY_WARNING,
+			    "version %04d (%s) is applied but its file is not in MIGRATIONS_DIR",
+			    s->version, s->applied->name);
 	}
 }
 
@@ -186,16 +208,11 @@ static void say_done(const struct runner *r, const struct migplan *plan)
 	size_t already = migplan_count(plan, MIGPLAN_APPLIED) + r->skipped;
 	int version = plan->n ? plan->v[plan->n - 1].version : 0;
 
-	if (r->on_start) {
-		log_info("migrations done applied=%zu already_applied=%zu version=%04d", r->applied,
-			 already, version);
-		return;
-	}
-	printf("%zu applied, %zu already applied; database at version %04d\n", r->applied, already,
-	       version);
+	say(r, SAY_RESULT, "%zu applied, %zu already applied; database at version %04d",
+	    r->applied, already, version);
 }
 
-static void say_dry_run(const struct migplan *plan)
+static void say_dry_run(const struct runner *r, const struct migplan *plan)
 {
 	size_t n = 0;
 
@@ -203,74 +220,51 @@ static void say_dry_run(const struct migplan *plan)
 		const struct migplan_file *f = plan->v[i].file;
 		if (plan->v[i].state != MIGPLAN_PENDING)
 			continue;
-		printf("would apply %s%s\n", f->name, f->no_transaction ? " (no transaction)" : "");
+		say(r, SAY_RESULT, "would apply %s%s", f->name,
+		    f->no_transaction ? " (no transaction)" : "");
 		n++;
 	}
-	printf("dry run: %zu to apply, %zu already applied; nothing was changed\n", n,
-	       migplan_count(plan, MIGPLAN_APPLIED));
+	say(r, SAY_RESULT, "dry run: %zu to apply, %zu already applied; nothing was changed", n,
+	    migplan_count(plan, MIGPLAN_APPLIED));
 }
 
-static void say_consequence(const struct runner *r)
+static void say_file_failure(const struct runner *r)
 {
-	const char *name = r->failed;
-
-	if (!r->failed_no_tx)
-		fprintf(stderr,
-			"neonfcgi: migrate: %s was rolled back; later migrations were "
-			"not attempted\n",
-			name);
-	else
-		fprintf(stderr,
-			"neonfcgi: migrate: %s runs without a transaction: statements "
-			"before the failing one stay applied and the file is not recorded "
-			"(keep it safe to re-run); later migrations were not attempted\n",
-			name);
-	if (!strcmp(r->err.sqlstate, "25001"))
-		fprintf(stderr,
-			"neonfcgi: migrate: hint: a statement that cannot run in a "
-			"transaction block needs \"%s\" as the file's first line\n",
-			MIGPLAN_NO_TX_MARKER);
-}
-
-static void report_file_failure(const struct runner *r)
-{
-	char where[300], detail[400], quoted[600];
+	char where[300], detail[400];
 
 	if (r->failed_line)
 		snprintf(where, sizeof(where), "%s line %d", r->failed, r->failed_line);
 	else
 		snprintf(where, sizeof(where), "%s", r->failed);
 	describe(&r->err, detail, sizeof(detail));
-	if (!r->on_start) {
-		fprintf(stderr, "neonfcgi: migrate: %s failed: %s\n", where, detail);
-		say_consequence(r);
-		return;
-	}
-	quote_for_log(r->err.message, quoted, sizeof(quoted));
-	log_errorx("migration failed; later migrations not attempted file=%s line=%d "
-		   "sqlstate=%s category=%s rolled_back=%s error=\"%s\"",
-		   r->failed, r->failed_line, r->err.sqlstate, db_category_name(r->err.category),
-		   r->failed_no_tx ? "no" : "yes", quoted);
+	say(r, SAY_ERROR, "%s failed: %s", where, detail);
+	if (!r->failed_no_tx)
+		say(r, SAY_NOTE, "%s was rolled back; later migrations were not attempted",
+		    r->failed);
+	else
+		say(r, SAY_NOTE,
+		    "%s runs without a transaction: statements before the failing one stay "
+		    "applied and the file is not recorded (keep it safe to re-run); later "
+		    "migrations were not attempted",
+		    r->failed);
+	if (!strcmp(r->err.sqlstate, "25001"))
+		say(r, SAY_NOTE,
+		    "hint: a statement that cannot run in a transaction block needs \"%s\" as "
+		    "the file's first line",
+		    MIGPLAN_NO_TX_MARKER);
 }
 
-static void report_failure(const struct runner *r)
+static void say_failure(const struct runner *r)
 {
-	char target[256], detail[400], quoted[600];
+	char target[256], detail[400];
 
 	if (r->failed[0]) {
-		report_file_failure(r);
+		say_file_failure(r);
 		return;
 	}
 	config_db_target(r->cfg, target, sizeof(target));
 	describe(&r->err, detail, sizeof(detail));
-	if (!r->on_start) {
-		fprintf(stderr, "neonfcgi: migrate: cannot %s %s: %s\n", r->stage, target, detail);
-		return;
-	}
-	quote_for_log(r->err.message, quoted, sizeof(quoted));
-	log_errorx("migrations failed: cannot %s the database db=\"%s\" category=%s sqlstate=%s "
-		   "error=\"%s\"",
-		   r->stage, target, db_category_name(r->err.category), r->err.sqlstate, quoted);
+	say(r, SAY_ERROR, "cannot %s %s: %s", r->stage, target, detail);
 }
 
 static int db_exec(struct runner *r, const char *sql)
@@ -319,8 +313,8 @@ static enum retry_step connect_once(void *arg, int attempt)
 	r->conn = pgconn_connect(r->params, deadline, &info, &r->err);
 	if (r->conn == NULL)
 		return r->err.transient ? RETRY_AGAIN : RETRY_DONE;
-	log_debug("migrations: connected server_version=%d tls=%s connect_ms=%.1f",
-		  info.server_version, info.tls_protocol, info.connect_ms);
+	say(r, SAY_DEBUG, "connected server_version=%d tls=%s connect_ms=%.1f",
+	    info.server_version, info.tls_protocol, info.connect_ms);
 	return RETRY_DONE;
 }
 
@@ -540,13 +534,7 @@ static int run_claimed(struct runner *r, const struct migplan_file *f)
 
 static void say_waiting(const struct runner *r, const struct migplan_file *f)
 {
-	if (r->on_start)
-		log_info("migration being applied by another runner; waiting file=%s", f->name);
-	else
-		fprintf(stderr,
-			"neonfcgi: migrate: %s is being applied by another runner; "
-			"waiting\n",
-			f->name);
+	say(r, SAY_NOTE, "%s is being applied by another runner; waiting", f->name);
 }
 
 /* One look: 1 done (applied now, or recorded by another runner), 0 another
@@ -635,7 +623,7 @@ static enum run_result act(struct runner *r, const struct migplan *plan)
 		return RUN_FAILED;
 	}
 	if (r->mode == MIGRATE_DRY_RUN) {
-		say_dry_run(plan);
+		say_dry_run(r, plan);
 		return RUN_OK;
 	}
 	if (migplan_count(plan, MIGPLAN_PENDING) > 0 && ensure_table(r) < 0)
@@ -709,7 +697,7 @@ int migrate_command(const struct config *cfg, enum migrate_mode mode)
 	runner_init(&r, cfg, mode, false);
 	enum run_result rc = run(&r, clock_now_ms() + cfg->db_connect_timeout_ms);
 	if (rc != RUN_OK && r.err.category != DB_OK)
-		report_failure(&r);
+		say_failure(&r);
 	return rc == RUN_OK ? 0 : 1;
 }
 
@@ -720,11 +708,11 @@ static void say_retry(const struct runner *r, int attempt, int64_t wait_ms, int6
 	quote_for_log(r->err.message, quoted, sizeof(quoted));
 	/* Every attempt at debug; at warn only now and then (attempts 1, 2, 4,
 	 * 8, …) so a 30 s wait for a waking compute is a few lines, not sixty. */
-	log_write((attempt & (attempt + 1)) == 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, 0,
-		  "database not ready for migrations; retrying attempt=%d retry_in_ms=%lld "
-		  "waited_ms=%lld category=%s error=\"%s\"",
-		  attempt + 1, (long long)wait_ms, (long long)waited_ms,
-		  db_category_name(r->err.category), quoted);
+	say(r, (attempt & (attempt + 1)) == 0 ? SAY_WARNING : SAY_DEBUG,
+	    "database not ready for migrations; retrying attempt=%d retry_in_ms=%lld "
+	    "waited_ms=%lld category=%s error=\"%s\"",
+	    attempt + 1, (long long)wait_ms, (long long)waited_ms,
+	    db_category_name(r->err.category), quoted);
 }
 
 static void say_unavailable(const struct runner *r, int64_t waited_ms)
@@ -733,10 +721,11 @@ static void say_unavailable(const struct runner *r, int64_t waited_ms)
 
 	config_db_target(r->cfg, target, sizeof(target));
 	quote_for_log(r->err.message, quoted, sizeof(quoted));
-	log_errorx("database unavailable for migrations; not starting waited_ms=%lld "
-		   "DB_START_TIMEOUT_MS=%ld db=\"%s\" category=%s error=\"%s\"",
-		   (long long)waited_ms, r->cfg->db_start_timeout_ms, target,
-		   db_category_name(r->err.category), quoted);
+	say(r, SAY_ERROR,
+	    "database unavailable for migrations; not starting waited_ms=%lld "
+	    "DB_START_TIMEOUT_MS=%ld db=\"%s\" category=%s error=\"%s\"",
+	    (long long)waited_ms, r->cfg->db_start_timeout_ms, target,
+	    db_category_name(r->err.category), quoted);
 }
 
 struct start_try {
@@ -781,11 +770,14 @@ int migrate_on_start(const struct config *cfg)
 
 	runner_init(&r, cfg, MIGRATE_RUN, true);
 	t.give_up_ms = t.started_ms + cfg->db_start_timeout_ms;
-	log_info("migrations: applying pending ones before starting dir=\"%s\"",
-		 cfg->migrations_dir);
+	say(&r, SAY_NOTE, "applying pending migrations before starting dir=\"%s\"",
+	    cfg->migrations_dir);
 	if (retry_run(&pol, &r.rng, t.give_up_ms, start_once, start_failed, &t) == RETRY_AGAIN)
 		return EX_UNAVAILABLE;
-	if (t.rc == RUN_FAILED && r.err.category != DB_OK)
-		report_failure(&r);
-	return t.rc == RUN_OK ? 0 : 1;
+	if (t.rc == RUN_OK)
+		return 0;
+	if (r.err.category != DB_OK)
+		say_failure(&r);
+	say(&r, SAY_ERROR, "not starting: the pending migrations were not all applied");
+	return 1;
 }

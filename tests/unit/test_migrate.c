@@ -24,19 +24,44 @@
 
 /* ---- fakes of the neighbours: log, config, pgconn ---- */
 
-static char last_log[2048];
-static int log_errors;
+/* Every line logged, with its level: MIGRATE_ON_START says it all there. */
+#define MAXLINES 64
+static struct logged {
+	enum log_level level;
+	char text[512];
+} logged[MAXLINES];
+static int nlogged;
 
 void log_write(enum log_level level, int errnum, const char *fmt, ...)
 {
 	va_list ap;
 
 	(void)errnum;
+	if (nlogged == MAXLINES)
+		return;
+	logged[nlogged].level = level;
 	va_start(ap, fmt);
-	vsnprintf(last_log, sizeof(last_log), fmt, ap);
+	vsnprintf(logged[nlogged].text, sizeof(logged[0].text), fmt, ap);
 	va_end(ap);
-	if (level == LOG_LEVEL_ERROR)
-		log_errors++;
+	nlogged++;
+}
+
+/* The first line logged at level that contains needle, or NULL. */
+static const char *logged_line(enum log_level level, const char *needle)
+{
+	for (int i = 0; i < nlogged; i++)
+		if (logged[i].level == level && strstr(logged[i].text, needle))
+			return logged[i].text;
+	return NULL;
+}
+
+static int logged_count(enum log_level level)
+{
+	int n = 0;
+
+	for (int i = 0; i < nlogged; i++)
+		n += logged[i].level == level;
+	return n;
 }
 
 void config_db_target(const struct config *cfg, char *out, size_t outlen)
@@ -81,6 +106,7 @@ static char fake_conn_token, fake_claim_token, fake_params_token;
 static void fake_reset(void)
 {
 	memset(&db, 0, sizeof(db));
+	nlogged = 0;
 }
 
 static void db_log(const char *sql)
@@ -321,7 +347,36 @@ int pgconn_exec_params(PGconn *c, const char *sql, int nparams, const char *cons
 struct fx {
 	struct config cfg;
 	char dir[64];
+	int saved_out, saved_err; /* stdout, stderr while captured(); else -1 */
 };
+
+/* Put stdout and stderr back after captured(); teardown calls it too, so a
+ * failed assertion does not leave cmocka writing into a deleted file. */
+static void restore_stdio(struct fx *f)
+{
+	fflush(stdout);
+	fflush(stderr);
+	if (f->saved_out >= 0) {
+		dup2(f->saved_out, 1);
+		close(f->saved_out);
+		f->saved_out = -1;
+	}
+	if (f->saved_err >= 0) {
+		dup2(f->saved_err, 2);
+		close(f->saved_err);
+		f->saved_err = -1;
+	}
+}
+
+static void read_file(const char *path, char *buf, size_t len)
+{
+	FILE *in = fopen(path, "r");
+
+	assert_non_null(in);
+	size_t n = fread(buf, 1, len - 1, in);
+	buf[n] = '\0';
+	fclose(in);
+}
 
 static int setup(void **state)
 {
@@ -331,6 +386,7 @@ static int setup(void **state)
 		free(f);
 		return -1;
 	}
+	f->saved_out = f->saved_err = -1;
 	fake_reset();
 	f->cfg.database_url = (char *)"postgresql://app@db.example/app?sslmode=require";
 	f->cfg.migrations_dir = f->dir;
@@ -345,8 +401,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	int rc = migfixture_dir_remove(f->dir);
 
+	restore_stdio(f);
+	int rc = migfixture_dir_remove(f->dir);
 	free(f);
 	return rc;
 }
@@ -601,11 +658,11 @@ static void on_start_gives_up_with_69(void **state)
 
 	db.connect_failures = 1000000;
 	f->cfg.db_start_timeout_ms = 100;
-	log_errors = 0;
 	assert_int_equal(migrate_on_start(&f->cfg), EX_UNAVAILABLE);
-	assert_int_equal(log_errors, 1);
-	assert_non_null(strstr(last_log, "database unavailable for migrations"));
-	assert_non_null(strstr(last_log, "db=\"db.example:5432/app\""));
+	assert_int_equal(logged_count(LOG_LEVEL_ERROR), 1);
+	const char *line = logged_line(LOG_LEVEL_ERROR, "database unavailable for migrations");
+	assert_non_null(line);
+	assert_non_null(strstr(line, "db=\"db.example:5432/app\""));
 }
 
 static void on_start_bad_sql_exits_1_naming_the_file(void **state)
@@ -615,10 +672,99 @@ static void on_start_bad_sql_exits_1_naming_the_file(void **state)
 	dir_write(f, "0001_bad.sql", "CREAT TABLE oops;\n");
 	db.fail_on = "CREAT TABLE";
 	assert_int_equal(migrate_on_start(&f->cfg), 1);
-	assert_non_null(strstr(last_log, "migration failed"));
-	assert_non_null(strstr(last_log, "file=0001_bad.sql"));
-	assert_non_null(strstr(last_log, "sqlstate=42601"));
-	assert_non_null(strstr(last_log, "error=\"syntax error at or near \\\"CREAT\\\"\""));
+	assert_non_null(logged_line(LOG_LEVEL_ERROR, "migrate: 0001_bad.sql failed: SQLSTATE 42601: "
+						     "syntax error at or near \"CREAT\""));
+	assert_non_null(logged_line(LOG_LEVEL_INFO, "migrate: 0001_bad.sql was rolled back"));
+	assert_non_null(logged_line(LOG_LEVEL_ERROR, "migrate: not starting"));
+}
+
+/* ---- one message for both audiences ---- */
+
+/* Run fn with stdout and stderr going to dot files in the fixture's
+ * directory (the scan skips dot files), then read them into out and err. */
+static int captured(struct fx *f, int (*fn)(const struct config *), char *out, char *err,
+		    size_t len)
+{
+	char opath[128], epath[128];
+
+	snprintf(opath, sizeof(opath), "%s/.stdout", f->dir);
+	snprintf(epath, sizeof(epath), "%s/.stderr", f->dir);
+	fflush(stdout);
+	fflush(stderr);
+	f->saved_out = dup(1);
+	f->saved_err = dup(2);
+	assert_true(f->saved_out >= 0 && f->saved_err >= 0);
+	assert_non_null(freopen(opath, "w", stdout));
+	assert_non_null(freopen(epath, "w", stderr));
+	int rc = fn(&f->cfg);
+	restore_stdio(f);
+	read_file(opath, out, len);
+	read_file(epath, err, len);
+	return rc;
+}
+
+static int run_command(const struct config *cfg)
+{
+	return migrate_command(cfg, MIGRATE_RUN);
+}
+
+/* A file that fails after one that applies: `neonfcgi migrate` prints each
+ * line on stdout or stderr; MIGRATE_ON_START logs the very same text. */
+static void command_and_on_start_say_the_same(void **state)
+{
+	static const char *const results[] = { "applied 0001_a.sql in " };
+	static const char *const errors[] = {
+		"0002_bad.sql failed: SQLSTATE 42601: syntax error at or near \"CREAT\"",
+		"0002_bad.sql was rolled back; later migrations were not attempted",
+	};
+	struct fx *f = *state;
+	char out[4096], err[4096], want[256];
+
+	dir_write(f, "0001_a.sql", "CREATE TABLE a (x int);\n");
+	dir_write(f, "0002_bad.sql", "CREAT TABLE oops;\n");
+	db.fail_on = "CREAT TABLE";
+	assert_int_equal(captured(f, run_command, out, err, sizeof(out)), 1);
+	print_message("stdout:\n%sstderr:\n%s", out, err);
+	assert_int_equal(strncmp(out, results[0], strlen(results[0])), 0);
+	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+		snprintf(want, sizeof(want), "neonfcgi: migrate: %s\n", errors[i]);
+		assert_non_null(strstr(err, want));
+	}
+
+	fake_reset(); /* a fresh database, the same files */
+	db.fail_on = "CREAT TABLE";
+	assert_int_equal(migrate_on_start(&f->cfg), 1);
+	snprintf(want, sizeof(want), "migrate: %s", results[0]);
+	assert_non_null(logged_line(LOG_LEVEL_INFO, want));
+	snprintf(want, sizeof(want), "migrate: %s", errors[0]);
+	assert_string_equal(logged_line(LOG_LEVEL_ERROR, want), want);
+	snprintf(want, sizeof(want), "migrate: %s", errors[1]);
+	assert_string_equal(logged_line(LOG_LEVEL_INFO, want), want);
+}
+
+static void missing_file_is_a_warning_in_both(void **state)
+{
+	static const char warning[] =
+	    "version 0002 (0002_b.sql) is applied but its file is not in MIGRATIONS_DIR";
+	struct fx *f = *state;
+	char out[4096], err[4096], want[256];
+
+	dir_write(f, "0001_a.sql", "CREATE TABLE a (x int);\n");
+	dir_write(f, "0002_b.sql", "CREATE TABLE b (x int);\n");
+	assert_int_equal(migrate_command(&f->cfg, MIGRATE_RUN), 0);
+	snprintf(want, sizeof(want), "%s/0002_b.sql", f->dir);
+	assert_int_equal(unlink(want), 0);
+	assert_int_equal(captured(f, run_command, out, err, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "neonfcgi: migrate: warning: %s\n", warning);
+	assert_string_equal(err, want);
+	assert_string_equal(out, "0 applied, 1 already applied; database at version 0002\n");
+
+	nlogged = 0;
+	assert_int_equal(migrate_on_start(&f->cfg), 0);
+	snprintf(want, sizeof(want), "migrate: %s", warning);
+	assert_string_equal(logged_line(LOG_LEVEL_WARN, want), want);
+	assert_non_null(logged_line(LOG_LEVEL_INFO, "migrate: 0 applied, 1 already applied; "
+						    "database at version 0002"));
 }
 
 int main(void)
@@ -638,6 +784,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(on_start_waits_for_the_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(on_start_gives_up_with_69, setup, teardown),
 		cmocka_unit_test_setup_teardown(on_start_bad_sql_exits_1_naming_the_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(command_and_on_start_say_the_same, setup, teardown),
+		cmocka_unit_test_setup_teardown(missing_file_is_a_warning_in_both, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("migrate", tests, NULL, NULL);
