@@ -183,7 +183,8 @@ fuzz_envfile_SRCS := app/envfile.c app/config.c
 fuzz_config_SRCS := app/config.c app/envfile.c
 fuzz_router_SRCS := app/router.c
 fuzz_fcgiguard_SRCS := app/fcgiguard.c
-FUZZ_NAMES := envfile config router fcgiguard
+fuzz_migsplit_SRCS := app/migsplit.c
+FUZZ_NAMES := envfile config router fcgiguard migsplit
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 build/fuzz:
 	mkdir -p $@
