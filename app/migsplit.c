@@ -11,6 +11,7 @@
 
 struct lexer {
 	const char *s;
+	size_t len; /* strlen(s), measured once */
 	size_t i;
 	int line;
 	int paren;
@@ -23,7 +24,7 @@ struct lexer {
 
 struct stmt_list {
 	struct migsplit_stmt *v;
-	size_t n;
+	size_t n, cap;
 };
 
 static void lx_step(struct lexer *lx)
@@ -117,7 +118,9 @@ static bool lx_skip_dollar(struct lexer *lx)
 			return false;
 		n++;
 	}
-	size_t taglen = n + 1, rest = strlen(s + taglen);
+	/* The rest's length from the one measured: a strlen per dollar quote
+	 * made a file of many of them quadratic. */
+	size_t taglen = n + 1, rest = lx->len - lx->i - taglen;
 	const char *close = memmem(s + taglen, rest, s, taglen);
 	size_t stop = close ? (size_t)(close - lx->s) + taglen : lx->i + taglen + rest;
 	while (lx->i < stop)
@@ -214,7 +217,10 @@ static void lx_token(struct lexer *lx)
 static void lx_end_stmt(struct lexer *lx, struct stmt_list *list)
 {
 	if (lx->in_stmt) {
-		list->v = xrealloc(list->v, (list->n + 1) * sizeof(*list->v));
+		if (list->n == list->cap) {
+			list->cap = list->cap ? 2 * list->cap : 16;
+			list->v = xrealloc(list->v, list->cap * sizeof(*list->v));
+		}
 		list->v[list->n++] = lx->cur;
 	}
 	memset(&lx->cur, 0, sizeof(lx->cur));
@@ -225,7 +231,7 @@ static void lx_end_stmt(struct lexer *lx, struct stmt_list *list)
 
 size_t migsplit_sql(const char *sql, struct migsplit_stmt **out)
 {
-	struct lexer lx = { .s = sql, .line = 1 };
+	struct lexer lx = { .s = sql, .len = strlen(sql), .line = 1 };
 	struct stmt_list list = { 0 };
 
 	for (;;) {

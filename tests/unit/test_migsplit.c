@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "migsplit.h"
 
@@ -125,12 +126,72 @@ static void transaction_control_words(void **state)
 	}
 }
 
+/* n copies of unit, NUL-terminated. */
+static char *repeat(const char *unit, size_t n)
+{
+	size_t len = strlen(unit);
+	char *s = malloc(n * len + 1);
+
+	assert_non_null(s);
+	for (size_t i = 0; i < n; i++)
+		memcpy(s + i * len, unit, len);
+	s[n * len] = '\0';
+	return s;
+}
+
+/* This thread's CPU time: unlike the wall clock, it does not grow while
+ * other processes have the CPU. */
+static int64_t cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The least CPU time of three splits of sql, in microseconds. */
+static int64_t split_us(const char *sql)
+{
+	int64_t best = INT64_MAX;
+
+	for (int i = 0; i < 3; i++) {
+		struct migsplit_stmt *st = NULL;
+		int64_t t0 = cpu_us();
+		size_t n = migsplit_sql(sql, &st);
+		int64_t us = cpu_us() - t0;
+		free(st);
+		assert_int_equal(n, 1);
+		if (us < best)
+			best = us;
+	}
+	return best;
+}
+
+/* Each dollar quote used to measure the rest of the text (a strlen), so the
+ * time to split a file of them grew with the square of its size: 1 MiB took
+ * seconds. Four times the text must now take about four times as long, not
+ * sixteen; 8 leaves room for noise, 2 ms for the clock's grain. */
+static void split_is_linear_in_dollar_quotes(void **state)
+{
+	char *small = repeat("$a$x$a$ ", 32 * 1024); /* 256 KiB, one statement */
+	char *large = repeat("$a$x$a$ ", 128 * 1024);
+
+	(void)state;
+	int64_t t_small = split_us(small), t_large = split_us(large);
+	print_message("dollar quotes: 256 KiB %lld us, 1 MiB %lld us\n", (long long)t_small,
+		      (long long)t_large);
+	free(small);
+	free(large);
+	assert_true(t_large < 8 * t_small + 2000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(split_table),
 		cmocka_unit_test(split_statement_text),
 		cmocka_unit_test(transaction_control_words),
+		cmocka_unit_test(split_is_linear_in_dollar_quotes),
 	};
 
 	return cmocka_run_group_tests_name("migsplit", tests, NULL, NULL);
