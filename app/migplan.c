@@ -326,18 +326,18 @@ void migplan_build(const struct migplan_files *fs, const struct migplan_applied_
 	plan->v = xcalloc(fs->n + al->n, sizeof(*plan->v));
 	plan->n = 0;
 	while (i < fs->n || j < al->n) {
-		const struct migplan_file *f = i < fs->n ? &fs->v[i] : NULL;
-		const struct migplan_applied *a = j < al->n ? &al->v[j] : NULL;
-		if (a && (!f || a->version < f->version)) {
-			add_step(plan, a->version, MIGPLAN_MISSING, NULL, a);
+		bool file = i < fs->n, row = j < al->n;
+		if (row && (!file || al->v[j].version < fs->v[i].version)) {
+			add_step(plan, al->v[j].version, MIGPLAN_MISSING, NULL, &al->v[j]);
 			j++;
-		} else if (!a || f->version < a->version) {
+		} else if (!row || fs->v[i].version < al->v[j].version) {
+			const struct migplan_file *f = &fs->v[i++];
 			add_step(plan, f->version,
 				 f->version < last_applied ? MIGPLAN_OUT_OF_ORDER : MIGPLAN_PENDING,
 				 f, NULL);
-			i++;
 		} else {
-			add_step(plan, f->version, compare(f, a), f, a);
+			add_step(plan, fs->v[i].version, compare(&fs->v[i], &al->v[j]), &fs->v[i],
+				 &al->v[j]);
 			i++;
 			j++;
 		}
