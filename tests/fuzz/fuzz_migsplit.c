@@ -13,19 +13,9 @@
 #include <string.h>
 
 #include "migsplit.h"
+#include "xalloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static char *copy(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-
-	if (d == NULL)
-		abort();
-	memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
 
 /* Lower case, as an identifier's bytes (letters, digits, '_', '$', non-ASCII). */
 static void check_keyword(const char *k, size_t len)
@@ -42,7 +32,7 @@ static void check_keyword(const char *k, size_t len)
 static void check_gap(const char *sql, size_t from, size_t to)
 {
 	struct migsplit_stmt *st = NULL;
-	char *gap = copy(sql + from, to - from);
+	char *gap = xstrndup(sql + from, to - from);
 
 	if (migsplit_sql(gap, &st) != 0)
 		abort();
@@ -54,7 +44,7 @@ static void check_gap(const char *sql, size_t from, size_t to)
 static void check_alone(const char *sql, const struct migsplit_stmt *s)
 {
 	struct migsplit_stmt *st = NULL;
-	char *text = copy(sql + s->start, s->end - s->start);
+	char *text = xstrndup(sql + s->start, s->end - s->start);
 
 	if (migsplit_sql(text, &st) != 1 || st[0].start != 0 || st[0].end != s->end - s->start ||
 	    st[0].line != 1 || strcmp(st[0].keyword, s->keyword) != 0 ||
@@ -67,7 +57,7 @@ static void check_alone(const char *sql, const struct migsplit_stmt *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *sql = copy((const char *)data, size);
+	char *sql = xstrndup((const char *)data, size);
 	size_t len = strlen(sql), prev_end = 0, semicolons = 0;
 	struct migsplit_stmt *st = NULL;
 	size_t n = migsplit_sql(sql, &st);
