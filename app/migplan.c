@@ -276,17 +276,13 @@ void migplan_applied_add(struct migplan_applied_list *al, int version, const cha
 	al->v = xrealloc(al->v, (al->n + 1) * sizeof(*al->v));
 	struct migplan_applied *a = &al->v[al->n++];
 	a->version = version;
-	a->name = xstrdup(name);
+	snprintf(a->name, sizeof(a->name), "%s", name);
 	snprintf(a->checksum, sizeof(a->checksum), "%s", checksum);
-	a->applied_at = xstrdup(applied_at);
+	snprintf(a->applied_at, sizeof(a->applied_at), "%s", applied_at);
 }
 
 void migplan_applied_free(struct migplan_applied_list *al)
 {
-	for (size_t i = 0; i < al->n; i++) {
-		free(al->v[i].name);
-		free(al->v[i].applied_at);
-	}
 	free(al->v);
 	al->v = NULL;
 	al->n = 0;
@@ -315,7 +311,7 @@ static void add_step(struct migplan *plan, int version, enum migplan_state state
 }
 
 void migplan_build(const struct migplan_files *fs, const struct migplan_applied_list *al,
-			struct migplan *plan)
+		   struct migplan *plan)
 {
 	int last_applied = 0;
 	size_t i = 0, j = 0;
@@ -417,8 +413,7 @@ static void print_status_summary(const struct migplan *plan, FILE *out)
 	for (size_t i = 0; i < plan->n; i++)
 		applied += plan->v[i].applied != NULL;
 	fprintf(out, "%zu applied, %zu pending", applied,
-		migplan_count(plan, MIGPLAN_PENDING) +
-		    migplan_count(plan, MIGPLAN_OUT_OF_ORDER));
+		migplan_count(plan, MIGPLAN_PENDING) + migplan_count(plan, MIGPLAN_OUT_OF_ORDER));
 	for (int st = MIGPLAN_CHANGED; st <= MIGPLAN_OUT_OF_ORDER; st++) {
 		size_t n = migplan_count(plan, (enum migplan_state)st);
 		if (n)
@@ -438,9 +433,7 @@ void migplan_print_status(const struct migplan *plan, FILE *out)
 	for (size_t i = 0; i < plan->n; i++) {
 		const struct migplan_step *s = &plan->v[i];
 		fprintf(out, "%04d     %-*s  %-20s  %s\n", s->version, w, step_name(s),
-			s->applied ? s->applied->applied_at : "pending",
-			state_name(s->state));
+			s->applied ? s->applied->applied_at : "pending", state_name(s->state));
 	}
 	print_status_summary(plan, out);
 }
-

@@ -5,6 +5,7 @@
 #ifndef NEONFCGI_MIGPLAN_H
 #define NEONFCGI_MIGPLAN_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -28,12 +29,12 @@ struct migplan_files {
 	size_t n;
 };
 
-/* One row of neonfcgi_schema_migrations. */
+/* One row of neonfcgi_schema_migrations, a value: it owns no memory. */
 struct migplan_applied {
 	int version;
-	char *name;
+	char name[NAME_MAX + 1]; /* a file name; a longer one recorded by hand is cut */
 	char checksum[MIGPLAN_SHA256_HEX];
-	char *applied_at; /* "2026-01-02 03:04:05Z" */
+	char applied_at[32]; /* "2026-01-02 03:04:05Z" */
 };
 
 struct migplan_applied_list {

@@ -357,10 +357,8 @@ static void plan_case(struct fx *f, const struct plan_case *c)
 		struct migplan_applied *a = &f->al.v[k];
 		if (a->version == c->changed_version)
 			a->checksum[0] = a->checksum[0] == '0' ? '1' : '0';
-		if (a->version == c->renamed_version) {
-			free(a->name);
-			a->name = strdup("0002_old_name.sql");
-		}
+		if (a->version == c->renamed_version)
+			snprintf(a->name, sizeof(a->name), "0002_old_name.sql");
 	}
 	migplan_build(&f->fs, &f->al, &f->plan);
 	for (size_t k = 0; k < f->plan.n; k++)
@@ -411,21 +409,24 @@ static void status_table_shows_every_state(void **state)
 	    strstr(buf, "3 applied, 1 pending, 1 changed, 1 file missing, 1 out of order"));
 }
 
+/* Every test gets a fresh fixture, removed however it ends. */
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(name_table, setup, teardown),
-		cmocka_unit_test_setup_teardown(sha256_matches_sha256sum, setup, teardown),
-		cmocka_unit_test_setup_teardown(no_tx_marker, setup, teardown),
-		cmocka_unit_test_setup_teardown(files_sorted_by_version, setup, teardown),
-		cmocka_unit_test_setup_teardown(gap_is_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(first_version_must_be_0001, setup, teardown),
-		cmocka_unit_test_setup_teardown(duplicate_is_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(bad_name_and_nul_are_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(transaction_control_table, setup, teardown),
-		cmocka_unit_test_setup_teardown(scan_dir_reads_and_refuses, setup, teardown),
-		cmocka_unit_test_setup_teardown(plan_table, setup, teardown),
-		cmocka_unit_test_setup_teardown(status_table_shows_every_state, setup, teardown),
+		TEST(name_table),
+		TEST(sha256_matches_sha256sum),
+		TEST(no_tx_marker),
+		TEST(files_sorted_by_version),
+		TEST(gap_is_refused),
+		TEST(first_version_must_be_0001),
+		TEST(duplicate_is_refused),
+		TEST(bad_name_and_nul_are_refused),
+		TEST(transaction_control_table),
+		TEST(scan_dir_reads_and_refuses),
+		TEST(plan_table),
+		TEST(status_table_shows_every_state),
 	};
 
 	return cmocka_run_group_tests_name("migplan", tests, NULL, NULL);
