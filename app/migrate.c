@@ -208,8 +208,8 @@ static void say_done(const struct runner *r, const struct migplan *plan)
 	size_t already = migplan_count(plan, MIGPLAN_APPLIED) + r->skipped;
 	int version = plan->n ? plan->v[plan->n - 1].version : 0;
 
-	say(r, SAY_RESULT, "%zu applied, %zu already applied; database at version %04d",
-	    r->applied, already, version);
+	say(r, SAY_RESULT, "%zu applied, %zu already applied; database at version %04d", r->applied,
+	    already, version);
 }
 
 static void say_dry_run(const struct runner *r, const struct migplan *plan)
@@ -307,14 +307,14 @@ static enum retry_step connect_once(void *arg, int attempt)
 	const struct connect_try *t = arg;
 	struct runner *r = t->r;
 	struct pgconn_info info;
-	int64_t deadline = attempt == 0 ? t->first_deadline_ms
-					: clock_now_ms() + r->cfg->db_connect_timeout_ms;
+	int64_t deadline =
+	    attempt == 0 ? t->first_deadline_ms : clock_now_ms() + r->cfg->db_connect_timeout_ms;
 
 	r->conn = pgconn_connect(r->params, deadline, &info, &r->err);
 	if (r->conn == NULL)
 		return r->err.transient ? RETRY_AGAIN : RETRY_DONE;
-	say(r, SAY_DEBUG, "connected server_version=%d tls=%s connect_ms=%.1f",
-	    info.server_version, info.tls_protocol, info.connect_ms);
+	say(r, SAY_DEBUG, "connected server_version=%d tls=%s connect_ms=%.1f", info.server_version,
+	    info.tls_protocol, info.connect_ms);
 	return RETRY_DONE;
 }
 
@@ -762,8 +762,7 @@ int migrate_on_start(const struct config *cfg)
 {
 	struct runner r;
 	struct start_try t = { .r = &r, .started_ms = clock_now_ms() };
-	/* Until DB_START_TIMEOUT_MS, as often as it takes; a waking Neon
-	 * compute answers within seconds, so look at least once a second. */
+	/* As often as it takes until DB_START_TIMEOUT_MS (the deadline). */
 	struct retry_policy pol = { .retries = INT_MAX,
 				    .base_ms = cfg->db_retry_backoff_ms,
 				    .cap_ms = START_BACKOFF_CAP_MS };

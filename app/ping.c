@@ -24,8 +24,8 @@ static enum retry_step connect_once(void *arg, int attempt)
 {
 	struct ping_try *t = arg;
 
-	t->conn = pgconn_connect(t->params, clock_now_ms() + t->cfg->db_connect_timeout_ms,
-				 t->info, t->err);
+	t->conn = pgconn_connect(t->params, clock_now_ms() + t->cfg->db_connect_timeout_ms, t->info,
+				 t->err);
 	if (t->conn != NULL)
 		return RETRY_DONE;
 	fprintf(t->out, "attempt %d failed: %s (%s)\n", attempt + 1,
@@ -36,14 +36,12 @@ static enum retry_step connect_once(void *arg, int attempt)
 static PGconn *connect_with_retries(const struct config *cfg, const struct pgconn_params *p,
 				    struct pgconn_info *info, struct db_error *err, FILE *out)
 {
-	struct ping_try t = {
-		.cfg = cfg, .params = p, .info = info, .err = err, .out = out
-	};
+	struct ping_try t = { .cfg = cfg, .params = p, .info = info, .err = err, .out = out };
 	struct retry_policy pol =
 	    retry_connect_policy((int)cfg->db_retry_attempts, cfg->db_retry_backoff_ms);
 	struct retry_rng rng;
-	int64_t deadline =
-	    clock_now_ms() + (cfg->db_retry_attempts + 1) * (cfg->db_connect_timeout_ms + pol.cap_ms);
+	int64_t deadline = clock_now_ms() +
+			   (cfg->db_retry_attempts + 1) * (cfg->db_connect_timeout_ms + pol.cap_ms);
 
 	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
 	(void)retry_run(&pol, &rng, deadline, connect_once, NULL, &t);

@@ -559,9 +559,10 @@ static void no_transaction_file_runs_statement_by_statement(void **state)
 
 	dir_write(f, "0001_a.sql", "CREATE TABLE a (x int);\n");
 	assert_int_equal(migrate_command(&f->cfg, MIGRATE_RUN), 0);
-	dir_write(f, "0002_idx.sql", "-- neonfcgi:no-transaction\n"
-				  "CREATE INDEX CONCURRENTLY IF NOT EXISTS i1 ON a (x);\n"
-				  "CREATE INDEX CONCURRENTLY IF NOT EXISTS i2 ON a (x);\n");
+	dir_write(f, "0002_idx.sql",
+		  "-- neonfcgi:no-transaction\n"
+		  "CREATE INDEX CONCURRENTLY IF NOT EXISTS i1 ON a (x);\n"
+		  "CREATE INDEX CONCURRENTLY IF NOT EXISTS i2 ON a (x);\n");
 	db.nlog = 0;
 	assert_int_equal(migrate_command(&f->cfg, MIGRATE_RUN), 0);
 	assert_int_equal(db.nlog, 2 + (int)(sizeof(want) / sizeof(want[0])));
@@ -672,8 +673,9 @@ static void on_start_bad_sql_exits_1_naming_the_file(void **state)
 	dir_write(f, "0001_bad.sql", "CREAT TABLE oops;\n");
 	db.fail_on = "CREAT TABLE";
 	assert_int_equal(migrate_on_start(&f->cfg), 1);
-	assert_non_null(logged_line(LOG_LEVEL_ERROR, "migrate: 0001_bad.sql failed: SQLSTATE 42601: "
-						     "syntax error at or near \"CREAT\""));
+	assert_non_null(logged_line(LOG_LEVEL_ERROR,
+				    "migrate: 0001_bad.sql failed: SQLSTATE 42601: "
+				    "syntax error at or near \"CREAT\""));
 	assert_non_null(logged_line(LOG_LEVEL_INFO, "migrate: 0001_bad.sql was rolled back"));
 	assert_non_null(logged_line(LOG_LEVEL_ERROR, "migrate: not starting"));
 }
@@ -767,25 +769,28 @@ static void missing_file_is_a_warning_in_both(void **state)
 						    "database at version 0002"));
 }
 
+/* Every test gets a fresh fixture, removed however it ends. */
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(run_applies_each_file_in_its_locked_transaction, setup, teardown),
-		cmocka_unit_test_setup_teardown(failing_file_rolls_back_and_stops, setup, teardown),
-		cmocka_unit_test_setup_teardown(changed_file_refuses_before_anything_runs, setup, teardown),
-		cmocka_unit_test_setup_teardown(recheck_under_lock_skips_what_another_runner_applied, setup, teardown),
-		cmocka_unit_test_setup_teardown(recheck_refuses_a_different_file_applied_elsewhere, setup, teardown),
-		cmocka_unit_test_setup_teardown(no_transaction_file_runs_statement_by_statement, setup, teardown),
-		cmocka_unit_test_setup_teardown(no_transaction_file_waits_for_the_claim, setup, teardown),
-		cmocka_unit_test_setup_teardown(no_transaction_file_recorded_by_the_claim_holder_is_skipped, setup, teardown),
-		cmocka_unit_test_setup_teardown(dry_run_and_status_change_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(bad_directory_refuses_before_connecting, setup, teardown),
-		cmocka_unit_test_setup_teardown(command_unreachable_exits_1, setup, teardown),
-		cmocka_unit_test_setup_teardown(on_start_waits_for_the_database, setup, teardown),
-		cmocka_unit_test_setup_teardown(on_start_gives_up_with_69, setup, teardown),
-		cmocka_unit_test_setup_teardown(on_start_bad_sql_exits_1_naming_the_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(command_and_on_start_say_the_same, setup, teardown),
-		cmocka_unit_test_setup_teardown(missing_file_is_a_warning_in_both, setup, teardown),
+		TEST(run_applies_each_file_in_its_locked_transaction),
+		TEST(failing_file_rolls_back_and_stops),
+		TEST(changed_file_refuses_before_anything_runs),
+		TEST(recheck_under_lock_skips_what_another_runner_applied),
+		TEST(recheck_refuses_a_different_file_applied_elsewhere),
+		TEST(no_transaction_file_runs_statement_by_statement),
+		TEST(no_transaction_file_waits_for_the_claim),
+		TEST(no_transaction_file_recorded_by_the_claim_holder_is_skipped),
+		TEST(dry_run_and_status_change_nothing),
+		TEST(bad_directory_refuses_before_connecting),
+		TEST(command_unreachable_exits_1),
+		TEST(on_start_waits_for_the_database),
+		TEST(on_start_gives_up_with_69),
+		TEST(on_start_bad_sql_exits_1_naming_the_file),
+		TEST(command_and_on_start_say_the_same),
+		TEST(missing_file_is_a_warning_in_both),
 	};
 
 	return cmocka_run_group_tests_name("migrate", tests, NULL, NULL);
