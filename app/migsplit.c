@@ -105,6 +105,24 @@ static void lx_skip_quoted(struct lexer *lx, char q, bool backslash)
 	}
 }
 
+/* The closing tag at or after p, or NULL. Each look ends at the first byte
+ * that differs, and the tag has no '$' between its two, so a partial match
+ * never reaches the next '$': the search reads each byte about once. (A
+ * strlen, or a memmem over the rest of the text, for every dollar quote made
+ * a file of many of them quadratic.) */
+static const char *find_close_tag(const char *p, const char *tag, size_t taglen)
+{
+	while ((p = strchr(p, '$')) != NULL) {
+		size_t k = 1;
+		while (k < taglen && p[k] == tag[k])
+			k++;
+		if (k == taglen)
+			return p;
+		p++;
+	}
+	return NULL;
+}
+
 /* $tag$ … $tag$ (function bodies, DO blocks); false when the '$' opens none
  * ($1, or a lone '$'), so the caller treats it as an ordinary character. */
 static bool lx_skip_dollar(struct lexer *lx)
@@ -118,11 +136,9 @@ static bool lx_skip_dollar(struct lexer *lx)
 			return false;
 		n++;
 	}
-	/* The rest's length from the one measured: a strlen per dollar quote
-	 * made a file of many of them quadratic. */
-	size_t taglen = n + 1, rest = lx->len - lx->i - taglen;
-	const char *close = memmem(s + taglen, rest, s, taglen);
-	size_t stop = close ? (size_t)(close - lx->s) + taglen : lx->i + taglen + rest;
+	size_t taglen = n + 1;
+	const char *close = find_close_tag(s + taglen, s, taglen);
+	size_t stop = close ? (size_t)(close - lx->s) + taglen : lx->len;
 	while (lx->i < stop)
 		lx_step(lx);
 	return true;

@@ -36,6 +36,8 @@ static const struct split_case splits[] = {
 	{ "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $x$ $body$ LANGUAGE sql;\nSELECT 2;",
 	  2, "create select", 2 },
 	{ "SELECT $1; SELECT a$b FROM t", 2, "select select", 1 },
+	/* near misses of the closing tag do not close it */
+	{ "SELECT $ab$ $a; $ab; $abc$; $$; $AB$; $ab$; SELECT 2", 2, "select select", 1 },
 	{ "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n"
 	  "SELECT 3;",
 	  2, "create select", 2 },
