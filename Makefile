@@ -60,7 +60,9 @@ test_router_SRCS := app/router.c
 test_scoreboard_SRCS := app/scoreboard.c app/router.c
 test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c $(PGCONN_SRCS) app/log.c
 test_retry_SRCS := app/retry.c
-test_migrate_SRCS := app/migrate.c app/retry.c
+test_migplan_SRCS := app/migplan.c app/migsplit.c app/problems.c tests/unit/migfixture.c tests/unit/migfixture.h
+test_migrate_SRCS := app/migrate.c app/migplan.c app/migsplit.c app/problems.c app/retry.c tests/unit/migfixture.c \
+	tests/unit/migfixture.h
 test_pgconn_SRCS := $(PGCONN_SRCS)
 test_pool_SRCS := app/pool.c app/retry.c $(PGCONN_SRCS) app/scoreboard.c app/router.c
 test_health_SRCS := app/health.c $(PGCONN_SRCS) app/log.c
@@ -185,7 +187,8 @@ fuzz_envfile_SRCS := app/envfile.c app/problems.c
 fuzz_config_SRCS := app/config.c app/envfile.c $(CONNINFO_SRCS)
 fuzz_router_SRCS := app/router.c
 fuzz_fcgiguard_SRCS := app/fcgiguard.c
-FUZZ_NAMES := envfile config router fcgiguard
+fuzz_migsplit_SRCS := app/migsplit.c
+FUZZ_NAMES := envfile config router fcgiguard migsplit
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 build/fuzz:
 	mkdir -p $@

@@ -1,5 +1,5 @@
-/* migrate: schema migrations. The first half is pure (names, checksums, SQL
- * splitting, plans); the second half talks to the database through pgconn.
+/* migrate: the runner of schema migrations; migplan decides what to run,
+ * this file runs it against the database through pgconn and says what it did.
  *
  * Concurrency: every check-and-apply happens inside one transaction that
  * first takes pg_advisory_xact_lock, so runners on many hosts serialize and
@@ -10,25 +10,23 @@
  * (see claim()); the others wait for its record. */
 #include "migrate.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
+#include <sysexits.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "migplan.h"
+#include "migsplit.h"
 #include "pgconn.h"
 #include "retry.h"
+#include "xalloc.h"
 
 #define TABLE "neonfcgi_schema_migrations"
 /* The advisory lock key is "neonfcgi" in ASCII (0x6e656f6e66636769):
@@ -54,706 +52,9 @@
  * the deadline only catches a server that stopped answering. */
 #define STATEMENT_DEADLINE_MS (10 * 60 * 1000)
 #define ROLLBACK_DEADLINE_MS  5000
-/* A migration is SQL text written by hand or by a tool; anything larger is
- * almost certainly a mistake (a dump), and it is read into memory. */
-#define MAX_FILE_BYTES (64L * 1024 * 1024)
-/* A waking Neon compute answers within seconds: look at least once a second. */
-#define START_BACKOFF_CAP_MS   1000
-#define CONNECT_BACKOFF_CAP_MS 2000
-
-/* ---- allocation: failure aborts, nothing handles half a NULL ---- */
-
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n ? n : 1);
-	if (!p)
-		abort();
-	return p;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (!p)
-		abort();
-	return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *d = xrealloc(NULL, n + 1);
-	memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
-
-static char *xstrdup(const char *s)
-{
-	return xstrndup(s, strlen(s));
-}
-
-/* ---- names, checksums, the no-transaction marker ---- */
-
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-/* Lower case only: on a case-insensitive checkout (macOS, Windows) two names
- * differing in case would be one file, and the recorded name is compared
- * exactly. */
-static bool is_name_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || is_digit(c) || c == '_';
-}
-
-bool migrate_parse_name(const char *fname, int *version)
-{
-	size_t n = strlen(fname);
-	int v = 0;
-
-	if (n < 4 + 1 + 1 + 4 || fname[4] != '_' || strcmp(fname + n - 4, ".sql") != 0)
-		return false;
-	for (size_t i = 0; i < 4; i++) {
-		if (!is_digit(fname[i]))
-			return false;
-		v = v * 10 + (fname[i] - '0');
-	}
-	for (size_t i = 5; i < n - 4; i++)
-		if (!is_name_char(fname[i]))
-			return false;
-	if (v == 0)
-		return false;
-	*version = v;
-	return true;
-}
-
-void migrate_sha256_hex(const void *data, size_t len, char out[MIGRATE_SHA256_HEX])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
-		abort(); /* fails only without memory */
-	for (unsigned int i = 0; i < mdlen; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 0xf];
-	}
-	out[64] = '\0';
-}
-
-bool migrate_has_no_tx_marker(const char *sql, size_t len)
-{
-	size_t m = strlen(MIGRATE_NO_TX_MARKER);
-
-	if (len < m || memcmp(sql, MIGRATE_NO_TX_MARKER, m) != 0)
-		return false;
-	/* Only blanks may follow on that line (a CRLF checkout included). */
-	for (size_t i = m; i < len && sql[i] != '\n'; i++)
-		if (sql[i] != ' ' && sql[i] != '\t' && sql[i] != '\r')
-			return false;
-	return true;
-}
-
-/* ---- splitting SQL into statements, as psql does ---- */
-
-struct lexer {
-	const char *s;
-	size_t i;
-	int line;
-	int paren;
-	int begin_depth; /* BEGIN … END nesting in a CREATE FUNCTION/PROCEDURE */
-	int nwords;
-	char lead[4]; /* initials of the first words when they are create/or/… */
-	bool in_stmt;
-	struct migrate_stmt cur;
-};
-
-struct stmt_list {
-	struct migrate_stmt *v;
-	size_t n;
-};
-
-static void lx_step(struct lexer *lx)
-{
-	if (lx->s[lx->i] == '\n')
-		lx->line++;
-	lx->i++;
-}
-
-static bool is_ident_start(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
-}
-
-static bool is_ident_char(unsigned char c)
-{
-	return is_ident_start(c) || is_digit((char)c) || c == '$';
-}
-
-static void lx_skip_block_comment(struct lexer *lx)
-{
-	const char *s = lx->s;
-	int depth = 0;
-
-	/* PostgreSQL block comments nest, unlike C's. */
-	while (s[lx->i]) {
-		if (s[lx->i] == '/' && s[lx->i + 1] == '*') {
-			depth++;
-			lx->i += 2;
-		} else if (s[lx->i] == '*' && s[lx->i + 1] == '/') {
-			lx->i += 2;
-			if (--depth == 0)
-				return;
-		} else {
-			lx_step(lx);
-		}
-	}
-}
-
-static void lx_skip_blank(struct lexer *lx)
-{
-	const char *s = lx->s;
-
-	for (;;) {
-		char c = s[lx->i];
-		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')
-			lx_step(lx);
-		else if (c == '-' && s[lx->i + 1] == '-')
-			while (s[lx->i] && s[lx->i] != '\n')
-				lx_step(lx);
-		else if (c == '/' && s[lx->i + 1] == '*')
-			lx_skip_block_comment(lx);
-		else
-			return;
-	}
-}
-
-/* '…' ('' escapes; backslash escapes too for E'…') or "…" (an identifier). */
-static void lx_skip_quoted(struct lexer *lx, char q, bool backslash)
-{
-	const char *s = lx->s;
-
-	lx_step(lx);
-	while (s[lx->i]) {
-		if (backslash && s[lx->i] == '\\' && s[lx->i + 1]) {
-			lx_step(lx);
-		} else if (s[lx->i] == q) {
-			lx_step(lx);
-			if (s[lx->i] != q)
-				return; /* a doubled quote is an escaped one */
-		}
-		lx_step(lx);
-	}
-}
-
-/* $tag$ … $tag$ (function bodies, DO blocks); false when the '$' opens none
- * ($1, or a lone '$'), so the caller treats it as an ordinary character. */
-static bool lx_skip_dollar(struct lexer *lx)
-{
-	const char *s = lx->s + lx->i;
-	size_t n = 1;
-
-	while (s[n] != '$') {
-		unsigned char c = (unsigned char)s[n];
-		if (!(n == 1 ? is_ident_start(c) : (is_ident_char(c) && c != '$')))
-			return false;
-		n++;
-	}
-	size_t taglen = n + 1, rest = strlen(s + taglen);
-	const char *close = memmem(s + taglen, rest, s, taglen);
-	size_t stop = close ? (size_t)(close - lx->s) + taglen : lx->i + taglen + rest;
-	while (lx->i < stop)
-		lx_step(lx);
-	return true;
-}
-
-static bool word_is(const char *w, size_t n, const char *kw)
-{
-	return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
-}
-
-static void copy_lower(char *dst, size_t dstlen, const char *w, size_t n)
-{
-	size_t k = 0;
-
-	for (; k < n && k + 1 < dstlen; k++)
-		dst[k] = (w[k] >= 'A' && w[k] <= 'Z') ? (char)(w[k] - 'A' + 'a') : w[k];
-	dst[k] = '\0';
-}
-
-static bool lx_in_routine(const struct lexer *lx)
-{
-	const char *l = lx->lead;
-
-	return l[0] == 'c' && (l[1] == 'f' || l[1] == 'p' ||
-			       (l[1] == 'o' && l[2] == 'r' && (l[3] == 'f' || l[3] == 'p')));
-}
-
-/* psql's heuristic (psqlscan.l): in CREATE [OR REPLACE] FUNCTION|PROCEDURE,
- * BEGIN … END (and CASE … END inside it) enclose a BEGIN ATOMIC body whose
- * semicolons do not end the statement. */
-static void lx_note_word(struct lexer *lx, const char *w, size_t n)
-{
-	static const char *const lead_words[] = { "create", "or", "replace", "function",
-						  "procedure" };
-
-	if (lx->nwords == 0)
-		copy_lower(lx->cur.keyword, sizeof(lx->cur.keyword), w, n);
-	else if (lx->nwords == 1)
-		copy_lower(lx->cur.keyword2, sizeof(lx->cur.keyword2), w, n);
-	for (size_t k = 0; lx->nwords < 4 && k < sizeof(lead_words) / sizeof(*lead_words); k++)
-		if (word_is(w, n, lead_words[k]))
-			lx->lead[lx->nwords] = lead_words[k][0];
-	lx->nwords++;
-	if (!lx_in_routine(lx) || lx->paren > 0)
-		return;
-	if (word_is(w, n, "begin"))
-		lx->begin_depth++;
-	else if (word_is(w, n, "case") && lx->begin_depth > 0)
-		lx->begin_depth++;
-	else if (word_is(w, n, "end") && lx->begin_depth > 0)
-		lx->begin_depth--;
-}
-
-static void lx_word(struct lexer *lx)
-{
-	size_t start = lx->i;
-
-	while (is_ident_char((unsigned char)lx->s[lx->i]))
-		lx->i++;
-	size_t n = lx->i - start;
-	/* E'…' is a string with backslash escapes, not the word "E". */
-	if (n == 1 && (lx->s[start] == 'e' || lx->s[start] == 'E') && lx->s[lx->i] == '\'') {
-		lx_skip_quoted(lx, '\'', true);
-		return;
-	}
-	lx_note_word(lx, lx->s + start, n);
-}
-
-static void lx_token(struct lexer *lx)
-{
-	unsigned char c = (unsigned char)lx->s[lx->i];
-
-	if (c == '\'' || c == '"') {
-		lx_skip_quoted(lx, (char)c, false);
-	} else if (c == '$' && lx_skip_dollar(lx)) {
-		/* skipped */
-	} else if (is_ident_start(c)) {
-		lx_word(lx);
-	} else if (is_digit((char)c)) {
-		while (is_ident_char((unsigned char)lx->s[lx->i]) || lx->s[lx->i] == '.')
-			lx->i++;
-	} else {
-		if (c == '(')
-			lx->paren++;
-		else if (c == ')' && lx->paren > 0)
-			lx->paren--;
-		lx_step(lx);
-	}
-	lx->cur.end = lx->i;
-}
-
-static void lx_end_stmt(struct lexer *lx, struct stmt_list *list)
-{
-	if (lx->in_stmt) {
-		list->v = xrealloc(list->v, (list->n + 1) * sizeof(*list->v));
-		list->v[list->n++] = lx->cur;
-	}
-	memset(&lx->cur, 0, sizeof(lx->cur));
-	memset(lx->lead, 0, sizeof(lx->lead));
-	lx->paren = lx->begin_depth = lx->nwords = 0;
-	lx->in_stmt = false;
-}
-
-size_t migrate_split_sql(const char *sql, struct migrate_stmt **out)
-{
-	struct lexer lx = { .s = sql, .line = 1 };
-	struct stmt_list list = { 0 };
-
-	for (;;) {
-		lx_skip_blank(&lx);
-		char c = sql[lx.i];
-		if (!c)
-			break;
-		if (c == ';' && lx.paren == 0 && lx.begin_depth == 0) {
-			lx_end_stmt(&lx, &list);
-			lx.i++;
-			continue;
-		}
-		if (!lx.in_stmt) {
-			lx.in_stmt = true;
-			lx.cur.start = lx.i;
-			lx.cur.line = lx.line;
-		}
-		lx_token(&lx);
-	}
-	lx_end_stmt(&lx, &list);
-	*out = list.v;
-	return list.n;
-}
-
-/* ---- the directory's files ---- */
-
-static void report_bad_name(struct problems *p, const char *fname)
-{
-	problems_add(p,
-		     "%s: not a migration file name: expected NNNN_name.sql (four digits "
-		     "0001-9999, '_', lower-case letters, digits or '_', then .sql)",
-		     fname);
-}
-
-int migrate_files_add(struct migrate_files *fs, const char *fname, const char *data, size_t len,
-		      struct problems *p)
-{
-	int version;
-
-	if (!migrate_parse_name(fname, &version)) {
-		report_bad_name(p, fname);
-		return -1;
-	}
-	if (memchr(data, '\0', len)) {
-		problems_add(p, "%s: contains a NUL byte; not a SQL text file", fname);
-		return -1;
-	}
-	fs->v = xrealloc(fs->v, (fs->n + 1) * sizeof(*fs->v));
-	struct migrate_file *f = &fs->v[fs->n++];
-	f->version = version;
-	f->name = xstrdup(fname);
-	f->sql = xstrndup(data, len);
-	f->len = len;
-	migrate_sha256_hex(data, len, f->checksum);
-	f->no_transaction = migrate_has_no_tx_marker(data, len);
-	return 0;
-}
-
-/* Statements that would end our transaction early (or try to nest one). */
-static bool is_tx_control(const struct migrate_stmt *st)
-{
-	static const char *const words[] = { "begin", "start", "commit", "end", "abort" };
-
-	if (!strcmp(st->keyword, "rollback"))
-		return strcmp(st->keyword2, "to") != 0; /* ROLLBACK TO SAVEPOINT is fine */
-	if (!strcmp(st->keyword, "prepare"))
-		return !strcmp(st->keyword2, "transaction");
-	for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
-		if (!strcmp(st->keyword, words[i]))
-			return true;
-	return false;
-}
-
-static int check_tx_control(const struct migrate_file *f, struct problems *p)
-{
-	struct migrate_stmt *st = NULL;
-	size_t n = migrate_split_sql(f->sql, &st);
-	int rc = 0;
-
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (!is_tx_control(&st[i]))
-			continue;
-		problems_add(p,
-			     "%s line %d: \"%s\" is not allowed: each migration runs in its own "
-			     "transaction (a file whose first line is \"%s\" runs without one)",
-			     f->name, st[i].line, st[i].keyword, MIGRATE_NO_TX_MARKER);
-		rc = -1;
-	}
-	free(st);
-	return rc;
-}
-
-static int cmp_file(const void *a, const void *b)
-{
-	const struct migrate_file *x = a, *y = b;
-
-	if (x->version != y->version)
-		return x->version < y->version ? -1 : 1;
-	return strcmp(x->name, y->name);
-}
-
-static void report_gap(struct problems *p, const struct migrate_file *f, int want)
-{
-	if (f->version - want == 1)
-		problems_add(p,
-			     "%s: version %04d is missing before it (versions run 0001, "
-			     "0002, ... without gaps)",
-			     f->name, want);
-	else
-		problems_add(p,
-			     "%s: versions %04d-%04d are missing before it (versions run "
-			     "0001, 0002, ... without gaps)",
-			     f->name, want, f->version - 1);
-}
-
-int migrate_files_check(struct migrate_files *fs, struct problems *p)
-{
-	int rc = 0, want = 1;
-
-	if (fs->n > 1) /* qsort of an empty (NULL) array is undefined */
-		qsort(fs->v, fs->n, sizeof(*fs->v), cmp_file);
-	for (size_t i = 0; i < fs->n; i++) {
-		const struct migrate_file *f = &fs->v[i];
-		if (i > 0 && f->version == fs->v[i - 1].version) {
-			problems_add(p, "%s and %s: duplicate version %04d", fs->v[i - 1].name,
-				     f->name, f->version);
-			rc = -1;
-			continue;
-		}
-		if (f->version != want) {
-			report_gap(p, f, want);
-			rc = -1;
-		}
-		want = f->version + 1;
-		if (!f->no_transaction && check_tx_control(f, p) < 0)
-			rc = -1;
-	}
-	return rc;
-}
-
-static ssize_t read_all(int fd, char *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t r = read(fd, buf + got, len - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
-static int read_entry(int dfd, const char *name, struct migrate_files *fs, struct problems *p)
-{
-	int version, rc = -1;
-	char *buf = NULL;
-	struct stat st;
-
-	if (!migrate_parse_name(name, &version)) {
-		report_bad_name(p, name);
-		return -1;
-	}
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		problems_add(p, "%s: cannot read: %s", name, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE_BYTES) {
-		problems_add(p, "%s: %s", name,
-			     S_ISREG(st.st_mode) ? "larger than 64 MiB" : "not a regular file");
-		goto fail;
-	}
-	buf = xcalloc((size_t)st.st_size + 1, 1);
-	ssize_t got = read_all(fd, buf, (size_t)st.st_size);
-	if (got < 0)
-		problems_add(p, "%s: cannot read: %s", name, strerror(errno));
-	else
-		rc = migrate_files_add(fs, name, buf, (size_t)got, p);
-fail:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
-
-int migrate_scan_dir(const char *dir, struct migrate_files *fs, struct problems *p)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int rc = 0;
-
-	if (!d) {
-		problems_add(p, "MIGRATIONS_DIR=\"%s\": cannot open: %s", dir, strerror(errno));
-		return -1;
-	}
-	/* Dot files are editors' and git's (.gitkeep, .0002_x.sql.swp); every
-	 * other entry must be a migration, so a misnamed one is not skipped. */
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.' && read_entry(dirfd(d), de->d_name, fs, p) < 0)
-			rc = -1;
-	closedir(d);
-	if (migrate_files_check(fs, p) < 0)
-		rc = -1;
-	return rc;
-}
-
-void migrate_files_free(struct migrate_files *fs)
-{
-	for (size_t i = 0; i < fs->n; i++) {
-		free(fs->v[i].name);
-		free(fs->v[i].sql);
-	}
-	free(fs->v);
-	fs->v = NULL;
-	fs->n = 0;
-}
-
-void migrate_applied_free(struct migrate_applied_list *al)
-{
-	for (size_t i = 0; i < al->n; i++) {
-		free(al->v[i].name);
-		free(al->v[i].applied_at);
-	}
-	free(al->v);
-	al->v = NULL;
-	al->n = 0;
-}
-
-/* ---- plans ---- */
-
-static enum migrate_state compare(const struct migrate_file *f, const struct migrate_applied *a)
-{
-	if (strcmp(f->checksum, a->checksum) != 0)
-		return MIGRATE_CHANGED;
-	if (strcmp(f->name, a->name) != 0)
-		return MIGRATE_RENAMED;
-	return MIGRATE_APPLIED;
-}
-
-static void add_step(struct migrate_plan *plan, int version, enum migrate_state state,
-		     const struct migrate_file *f, const struct migrate_applied *a)
-{
-	struct migrate_step *s = &plan->v[plan->n++];
-
-	s->version = version;
-	s->state = state;
-	s->file = f;
-	s->applied = a;
-}
-
-void migrate_plan_build(const struct migrate_files *fs, const struct migrate_applied_list *al,
-			struct migrate_plan *plan)
-{
-	int last_applied = 0;
-	size_t i = 0, j = 0;
-
-	for (size_t k = 0; k < al->n; k++)
-		if (al->v[k].version > last_applied)
-			last_applied = al->v[k].version;
-	plan->v = xcalloc(fs->n + al->n, sizeof(*plan->v));
-	plan->n = 0;
-	while (i < fs->n || j < al->n) {
-		const struct migrate_file *f = i < fs->n ? &fs->v[i] : NULL;
-		const struct migrate_applied *a = j < al->n ? &al->v[j] : NULL;
-		if (a && (!f || a->version < f->version)) {
-			add_step(plan, a->version, MIGRATE_MISSING, NULL, a);
-			j++;
-		} else if (!a || f->version < a->version) {
-			add_step(plan, f->version,
-				 f->version < last_applied ? MIGRATE_OUT_OF_ORDER : MIGRATE_PENDING,
-				 f, NULL);
-			i++;
-		} else {
-			add_step(plan, f->version, compare(f, a), f, a);
-			i++;
-			j++;
-		}
-	}
-}
-
-size_t migrate_plan_count(const struct migrate_plan *plan, enum migrate_state state)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < plan->n; i++)
-		n += plan->v[i].state == state;
-	return n;
-}
-
-static bool refuse_step(const struct migrate_step *s, struct problems *p)
-{
-	switch (s->state) {
-	case MIGRATE_CHANGED:
-		problems_add(p,
-			     "%s: changed after it was applied (recorded checksum %.12s..., file "
-			     "%.12s...); restore it and put the change in a new migration",
-			     s->file->name, s->applied->checksum, s->file->checksum);
-		return true;
-	case MIGRATE_RENAMED:
-		problems_add(p, "%s: version %04d was applied as %s; restore that name",
-			     s->file->name, s->version, s->applied->name);
-		return true;
-	case MIGRATE_OUT_OF_ORDER:
-		problems_add(p,
-			     "%s: not applied, but a later version is; renumber it after the last "
-			     "applied one",
-			     s->file->name);
-		return true;
-	default: return false;
-	}
-}
-
-size_t migrate_plan_refusals(const struct migrate_plan *plan, struct problems *p)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < plan->n; i++)
-		n += refuse_step(&plan->v[i], p);
-	return n;
-}
-
-void migrate_plan_free(struct migrate_plan *plan)
-{
-	free(plan->v);
-	plan->v = NULL;
-	plan->n = 0;
-}
-
-const char *migrate_state_name(enum migrate_state state)
-{
-	switch (state) {
-	case MIGRATE_PENDING: return "new";
-	case MIGRATE_APPLIED: return "ok";
-	case MIGRATE_CHANGED: return "changed";
-	case MIGRATE_RENAMED: return "renamed";
-	case MIGRATE_MISSING: return "file missing";
-	case MIGRATE_OUT_OF_ORDER: return "out of order";
-	}
-	return "?";
-}
-
-static const char *step_name(const struct migrate_step *s)
-{
-	return s->file ? s->file->name : s->applied->name;
-}
-
-static void print_status_summary(const struct migrate_plan *plan, FILE *out)
-{
-	size_t applied = 0;
-
-	for (size_t i = 0; i < plan->n; i++)
-		applied += plan->v[i].applied != NULL;
-	fprintf(out, "%zu applied, %zu pending", applied,
-		migrate_plan_count(plan, MIGRATE_PENDING) +
-		    migrate_plan_count(plan, MIGRATE_OUT_OF_ORDER));
-	for (int st = MIGRATE_CHANGED; st <= MIGRATE_OUT_OF_ORDER; st++) {
-		size_t n = migrate_plan_count(plan, (enum migrate_state)st);
-		if (n)
-			fprintf(out, ", %zu %s", n, migrate_state_name((enum migrate_state)st));
-	}
-	fputc('\n', out);
-}
-
-void migrate_print_status(const struct migrate_plan *plan, FILE *out)
-{
-	int w = 4;
-
-	for (size_t i = 0; i < plan->n; i++)
-		if ((int)strlen(step_name(&plan->v[i])) > w)
-			w = (int)strlen(step_name(&plan->v[i]));
-	fprintf(out, "%-7s  %-*s  %-20s  %s\n", "version", w, "name", "applied_at", "checksum");
-	for (size_t i = 0; i < plan->n; i++) {
-		const struct migrate_step *s = &plan->v[i];
-		fprintf(out, "%04d     %-*s  %-20s  %s\n", s->version, w, step_name(s),
-			s->applied ? s->applied->applied_at : "pending",
-			migrate_state_name(s->state));
-	}
-	print_status_summary(plan, out);
-}
+/* The cap of the MIGRATE_ON_START wait, below RETRY_BACKOFF_CAP_MS: the
+ * whole service waits on it, so it looks at a waking compute once a second. */
+#define START_BACKOFF_CAP_MS 1000
 
 /* ---- the database ---- */
 
@@ -762,7 +63,7 @@ enum run_result { RUN_OK, RUN_FAILED, RUN_TRANSIENT };
 struct runner {
 	const struct config *cfg;
 	enum migrate_mode mode;
-	bool on_start;       /* log lines (master start-up) instead of stdout/stderr */
+	bool on_start;       /* say() to the log (master start-up), not stdout/stderr */
 	int connect_retries; /* transient connect failures retried in place */
 	struct pgconn_params *params;
 	PGconn *conn;
@@ -778,6 +79,7 @@ struct runner {
 	int failed_line;   /* its failing statement (no-transaction files) */
 	bool table_exists; /* neonfcgi_schema_migrations, as last read */
 	size_t applied, skipped;
+	struct retry_rng rng; /* connect backoffs */
 };
 
 static void set_error(struct runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -799,12 +101,49 @@ static enum run_result failure(const struct runner *r)
 	return r->err.transient ? RUN_TRANSIENT : RUN_FAILED;
 }
 
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+/* ---- what a run says: one message per event, for both audiences ---- */
 
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+/* Where a message goes. `neonfcgi migrate` prints results on stdout and the
+ * rest on stderr after "neonfcgi: migrate: "; MIGRATE_ON_START sends the same
+ * text to the log after "migrate: " at the level of its kind (as OpenBSD's
+ * log.c sends one log_warnx to syslog, or to stderr in the foreground). */
+enum say_kind {
+	SAY_DEBUG,   /* the log only, in both cases */
+	SAY_RESULT,  /* stdout | info */
+	SAY_NOTE,    /* stderr | info */
+	SAY_WARNING, /* stderr, "warning: " | warn */
+	SAY_ERROR,   /* stderr | error */
+};
+
+static void say(const struct runner *r, enum say_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void say(const struct runner *r, enum say_kind kind, const char *fmt, ...)
+{
+	static const enum log_level levels[] = {
+		[SAY_DEBUG] = LOG_LEVEL_DEBUG, [SAY_RESULT] = LOG_LEVEL_INFO,
+		[SAY_NOTE] = LOG_LEVEL_INFO,   [SAY_WARNING] = LOG_LEVEL_WARN,
+		[SAY_ERROR] = LOG_LEVEL_ERROR,
+	};
+	char text[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (r->on_start || kind == SAY_DEBUG) {
+		/* One event, one log line, whatever a server message holds. */
+		for (char *c = text; *c; c++)
+			if (*c == '\n' || *c == '\r')
+				*c = ' ';
+		log_write(levels[kind], 0, "migrate: %s", text);
+	} else if (kind == SAY_RESULT) {
+		printf("%s\n", text);
+		fflush(stdout);
+	} else {
+		fprintf(stderr, "neonfcgi: migrate: %s%s\n", kind == SAY_WARNING ? "warning: " : "",
+			text);
+	}
 }
 
 /* A key="value" log field: the log parser takes \" and \\ escapes. */
@@ -831,152 +170,101 @@ static void describe(const struct db_error *e, char *out, size_t outlen)
 
 static void say_problems(const struct runner *r, const struct problems *p)
 {
-	for (size_t i = 0; i < p->n; i++) {
-		if (r->on_start)
-			log_errorx("migrations refused: %s", p->lines[i]);
-		else
-			fprintf(stderr, "neonfcgi: migrate: %s\n", p->lines[i]);
-	}
+	for (size_t i = 0; i < p->n; i++)
+		say(r, SAY_ERROR, "%s", p->lines[i]);
 }
 
 static void say_nothing_applied(const struct runner *r)
 {
-	if (r->on_start)
-		log_errorx("migrations refused: nothing was applied; not starting");
-	else if (r->mode == MIGRATE_RUN)
-		fprintf(stderr, "neonfcgi: migrate: nothing was applied\n");
+	if (r->mode == MIGRATE_RUN)
+		say(r, SAY_ERROR, "nothing was applied");
 }
 
-static void say_applied(struct runner *r, const struct migrate_file *f, int64_t ms)
+static void say_applied(struct runner *r, const struct migplan_file *f, int64_t ms)
 {
 	r->applied++;
-	if (r->on_start) {
-		log_info("migration applied file=%s duration_ms=%lld", f->name, (long long)ms);
-		return;
-	}
-	printf("applied %s in %lld ms\n", f->name, (long long)ms);
-	fflush(stdout);
+	say(r, SAY_RESULT, "applied %s in %lld ms", f->name, (long long)ms);
 }
 
-static void say_skipped(struct runner *r, const struct migrate_file *f)
+static void say_skipped(struct runner *r, const struct migplan_file *f)
 {
 	r->skipped++;
-	if (r->on_start) {
-		log_info("migration already applied by another runner file=%s", f->name);
-		return;
-	}
-	printf("skipped %s: applied meanwhile by another runner\n", f->name);
-	fflush(stdout);
+	say(r, SAY_RESULT, "skipped %s: applied meanwhile by another runner", f->name);
 }
 
-static void say_missing(const struct runner *r, const struct migrate_plan *plan)
+static void say_missing(const struct runner *r, const struct migplan *plan)
 {
 	for (size_t i = 0; i < plan->n; i++) {
-		const struct migrate_step *s = &plan->v[i];
-		if (s->state != MIGRATE_MISSING)
-			continue;
-		if (r->on_start)
-			log_warnx("migration applied but its file is not in MIGRATIONS_DIR "
-				  "version=%04d name=%s",
-				  s->version, s->applied->name);
-		else
-			fprintf(stderr,
-				"neonfcgi: migrate: warning: version %04d (%s) is applied "
-				"but its file is not in MIGRATIONS_DIR\n",
-				s->version, s->applied->name);
+		const struct migplan_step *s = &plan->v[i];
+		if (s->state == MIGPLAN_MISSING)
+			say(r, SAY_WARNING,
+			    "version %04d (%s) is applied but its file is not in MIGRATIONS_DIR",
+			    s->version, s->applied->name);
 	}
 }
 
-static void say_done(const struct runner *r, const struct migrate_plan *plan)
+static void say_done(const struct runner *r, const struct migplan *plan)
 {
-	size_t already = migrate_plan_count(plan, MIGRATE_APPLIED) + r->skipped;
+	size_t already = migplan_count(plan, MIGPLAN_APPLIED) + r->skipped;
 	int version = plan->n ? plan->v[plan->n - 1].version : 0;
 
-	if (r->on_start) {
-		log_info("migrations done applied=%zu already_applied=%zu version=%04d", r->applied,
-			 already, version);
-		return;
-	}
-	printf("%zu applied, %zu already applied; database at version %04d\n", r->applied, already,
-	       version);
+	say(r, SAY_RESULT, "%zu applied, %zu already applied; database at version %04d", r->applied,
+	    already, version);
 }
 
-static void say_dry_run(const struct migrate_plan *plan)
+static void say_dry_run(const struct runner *r, const struct migplan *plan)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < plan->n; i++) {
-		const struct migrate_file *f = plan->v[i].file;
-		if (plan->v[i].state != MIGRATE_PENDING)
+		const struct migplan_file *f = plan->v[i].file;
+		if (plan->v[i].state != MIGPLAN_PENDING)
 			continue;
-		printf("would apply %s%s\n", f->name, f->no_transaction ? " (no transaction)" : "");
+		say(r, SAY_RESULT, "would apply %s%s", f->name,
+		    f->no_transaction ? " (no transaction)" : "");
 		n++;
 	}
-	printf("dry run: %zu to apply, %zu already applied; nothing was changed\n", n,
-	       migrate_plan_count(plan, MIGRATE_APPLIED));
+	say(r, SAY_RESULT, "dry run: %zu to apply, %zu already applied; nothing was changed", n,
+	    migplan_count(plan, MIGPLAN_APPLIED));
 }
 
-static void say_consequence(const struct runner *r)
+static void say_file_failure(const struct runner *r)
 {
-	const char *name = r->failed;
-
-	if (!r->failed_no_tx)
-		fprintf(stderr,
-			"neonfcgi: migrate: %s was rolled back; later migrations were "
-			"not attempted\n",
-			name);
-	else
-		fprintf(stderr,
-			"neonfcgi: migrate: %s runs without a transaction: statements "
-			"before the failing one stay applied and the file is not recorded "
-			"(keep it safe to re-run); later migrations were not attempted\n",
-			name);
-	if (!strcmp(r->err.sqlstate, "25001"))
-		fprintf(stderr,
-			"neonfcgi: migrate: hint: a statement that cannot run in a "
-			"transaction block needs \"%s\" as the file's first line\n",
-			MIGRATE_NO_TX_MARKER);
-}
-
-static void report_file_failure(const struct runner *r)
-{
-	char where[300], detail[400], quoted[600];
+	char where[300], detail[400];
 
 	if (r->failed_line)
 		snprintf(where, sizeof(where), "%s line %d", r->failed, r->failed_line);
 	else
 		snprintf(where, sizeof(where), "%s", r->failed);
 	describe(&r->err, detail, sizeof(detail));
-	if (!r->on_start) {
-		fprintf(stderr, "neonfcgi: migrate: %s failed: %s\n", where, detail);
-		say_consequence(r);
-		return;
-	}
-	quote_for_log(r->err.message, quoted, sizeof(quoted));
-	log_errorx("migration failed; later migrations not attempted file=%s line=%d "
-		   "sqlstate=%s category=%s rolled_back=%s error=\"%s\"",
-		   r->failed, r->failed_line, r->err.sqlstate, db_category_name(r->err.category),
-		   r->failed_no_tx ? "no" : "yes", quoted);
+	say(r, SAY_ERROR, "%s failed: %s", where, detail);
+	if (!r->failed_no_tx)
+		say(r, SAY_NOTE, "%s was rolled back; later migrations were not attempted",
+		    r->failed);
+	else
+		say(r, SAY_NOTE,
+		    "%s runs without a transaction: statements before the failing one stay "
+		    "applied and the file is not recorded (keep it safe to re-run); later "
+		    "migrations were not attempted",
+		    r->failed);
+	if (!strcmp(r->err.sqlstate, "25001"))
+		say(r, SAY_NOTE,
+		    "hint: a statement that cannot run in a transaction block needs \"%s\" as "
+		    "the file's first line",
+		    MIGPLAN_NO_TX_MARKER);
 }
 
-static void report_failure(const struct runner *r)
+static void say_failure(const struct runner *r)
 {
-	char target[256], detail[400], quoted[600];
+	char target[256], detail[400];
 
 	if (r->failed[0]) {
-		report_file_failure(r);
+		say_file_failure(r);
 		return;
 	}
 	config_db_target(r->cfg, target, sizeof(target));
 	describe(&r->err, detail, sizeof(detail));
-	if (!r->on_start) {
-		fprintf(stderr, "neonfcgi: migrate: cannot %s %s: %s\n", r->stage, target, detail);
-		return;
-	}
-	quote_for_log(r->err.message, quoted, sizeof(quoted));
-	log_errorx("migrations failed: cannot %s the database db=\"%s\" category=%s sqlstate=%s "
-		   "error=\"%s\"",
-		   r->stage, target, db_category_name(r->err.category), r->err.sqlstate, quoted);
+	say(r, SAY_ERROR, "cannot %s %s: %s", r->stage, target, detail);
 }
 
 static int db_exec(struct runner *r, const char *sql)
@@ -1007,11 +295,35 @@ static void rollback(struct runner *r)
 	}
 }
 
+struct connect_try {
+	struct runner *r;
+	int64_t first_deadline_ms;
+};
+
+/* One connect: by the caller's deadline, each retry by a fresh
+ * DB_CONNECT_TIMEOUT_MS. */
+static enum retry_step connect_once(void *arg, int attempt)
+{
+	const struct connect_try *t = arg;
+	struct runner *r = t->r;
+	struct pgconn_info info;
+	int64_t deadline =
+	    attempt == 0 ? t->first_deadline_ms : clock_now_ms() + r->cfg->db_connect_timeout_ms;
+
+	r->conn = pgconn_connect(r->params, deadline, &info, &r->err);
+	if (r->conn == NULL)
+		return r->err.transient ? RETRY_AGAIN : RETRY_DONE;
+	say(r, SAY_DEBUG, "connected server_version=%d tls=%s connect_ms=%.1f", info.server_version,
+	    info.tls_protocol, info.connect_ms);
+	return RETRY_DONE;
+}
+
 static int connect_db(struct runner *r, int64_t deadline_ms)
 {
 	char perr[256];
-	struct pgconn_info info;
-	struct retry_rng rng;
+	struct connect_try t = { .r = r, .first_deadline_ms = deadline_ms };
+	struct retry_policy pol =
+	    retry_connect_policy(r->connect_retries, r->cfg->db_retry_backoff_ms);
 
 	r->stage = "connect to";
 	r->params = pgconn_params_new(r->cfg->database_url, perr, sizeof(perr));
@@ -1019,33 +331,13 @@ static int connect_db(struct runner *r, int64_t deadline_ms)
 		set_error(r, "%s", perr);
 		return -1;
 	}
-	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
-	for (int attempt = 0;; attempt++) {
-		r->conn = pgconn_connect(r->params, deadline_ms, &info, &r->err);
-		if (r->conn) {
-			log_debug("migrations: connected server_version=%d tls=%s connect_ms=%.1f",
-				  info.server_version, info.tls_protocol, info.connect_ms);
-			return 0;
-		}
-		if (!r->err.transient || attempt >= r->connect_retries)
-			return -1;
-		sleep_ms(retry_backoff_ms(&rng, attempt, r->cfg->db_retry_backoff_ms,
-					  CONNECT_BACKOFF_CAP_MS));
-		deadline_ms = clock_now_ms() + r->cfg->db_connect_timeout_ms;
-	}
-}
-
-static void row_to_applied(const PGresult *res, int row, struct migrate_applied *a)
-{
-	a->version = atoi(PQgetvalue(res, row, 0));
-	a->name = xstrdup(PQgetvalue(res, row, 1));
-	snprintf(a->checksum, sizeof(a->checksum), "%s", PQgetvalue(res, row, 2));
-	a->applied_at = xstrdup(PQgetvalue(res, row, 3));
+	(void)retry_run(&pol, &r->rng, INT64_MAX, connect_once, NULL, &t);
+	return r->conn != NULL ? 0 : -1;
 }
 
 /* The recorded rows; none when the table does not exist yet (status and
  * --dry-run must not create it). */
-static int load_applied(struct runner *r, struct migrate_applied_list *al)
+static int load_applied(struct runner *r, struct migplan_applied_list *al)
 {
 	PGresult *res = NULL;
 
@@ -1058,10 +350,9 @@ static int load_applied(struct runner *r, struct migrate_applied_list *al)
 		return 0;
 	if (db_query(r, SELECT_APPLIED, 0, NULL, &res) < 0)
 		return -1;
-	al->n = (size_t)PQntuples(res);
-	al->v = xcalloc(al->n, sizeof(*al->v));
-	for (size_t i = 0; i < al->n; i++)
-		row_to_applied(res, (int)i, &al->v[i]);
+	for (int i = 0; i < PQntuples(res); i++)
+		migplan_applied_add(al, atoi(PQgetvalue(res, i, 0)), PQgetvalue(res, i, 1),
+				    PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
 	PQclear(res);
 	return 0;
 }
@@ -1083,7 +374,7 @@ static int ensure_table(struct runner *r)
 /* Inside a locked transaction: 1 when f is recorded (same checksum and
  * name), 0 when it is not, -1 on error or when it was recorded differently
  * (another host ran another version of the file). */
-static int recorded(struct runner *r, const struct migrate_file *f)
+static int recorded(struct runner *r, const struct migplan_file *f)
 {
 	char version[16];
 	const char *values[] = { version };
@@ -1112,7 +403,7 @@ static int recorded(struct runner *r, const struct migrate_file *f)
 	return rc;
 }
 
-static int record(struct runner *r, const struct migrate_file *f, int64_t ms)
+static int record(struct runner *r, const struct migplan_file *f, int64_t ms)
 {
 	char version[16], duration[24];
 	const char *values[] = { version, f->name, f->checksum, duration };
@@ -1126,7 +417,7 @@ static int record(struct runner *r, const struct migrate_file *f, int64_t ms)
 }
 
 /* BEGIN; lock; re-check; the file; record; COMMIT — all or nothing. */
-static int apply_in_transaction(struct runner *r, const struct migrate_file *f)
+static int apply_in_transaction(struct runner *r, const struct migplan_file *f)
 {
 	if (db_exec(r, LOCK_SQL) < 0)
 		goto fail;
@@ -1154,7 +445,7 @@ fail:
 
 /* Check under the lock in a short transaction of its own; 1, 0 or -1 as
  * recorded(). */
-static int recorded_locked(struct runner *r, const struct migrate_file *f)
+static int recorded_locked(struct runner *r, const struct migplan_file *f)
 {
 	if (db_exec(r, LOCK_SQL) < 0)
 		return -1;
@@ -1166,10 +457,10 @@ static int recorded_locked(struct runner *r, const struct migrate_file *f)
 
 /* One statement per round trip: a multi-statement query string is one
  * implicit transaction, where CREATE INDEX CONCURRENTLY refuses to run. */
-static int run_statements(struct runner *r, const struct migrate_file *f)
+static int run_statements(struct runner *r, const struct migplan_file *f)
 {
-	struct migrate_stmt *st = NULL;
-	size_t n = migrate_split_sql(f->sql, &st);
+	struct migsplit_stmt *st = NULL;
+	size_t n = migsplit_sql(f->sql, &st);
 	int rc = 0;
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -1228,7 +519,7 @@ static int claim(struct runner *r)
 
 /* Holding the claim, and checked unrecorded: the statements, then the record
  * in a locked transaction of its own. */
-static int run_claimed(struct runner *r, const struct migrate_file *f)
+static int run_claimed(struct runner *r, const struct migplan_file *f)
 {
 	int64_t t0 = clock_now_ms();
 
@@ -1241,20 +532,14 @@ static int run_claimed(struct runner *r, const struct migrate_file *f)
 	return 0;
 }
 
-static void say_waiting(const struct runner *r, const struct migrate_file *f)
+static void say_waiting(const struct runner *r, const struct migplan_file *f)
 {
-	if (r->on_start)
-		log_info("migration being applied by another runner; waiting file=%s", f->name);
-	else
-		fprintf(stderr,
-			"neonfcgi: migrate: %s is being applied by another runner; "
-			"waiting\n",
-			f->name);
+	say(r, SAY_NOTE, "%s is being applied by another runner; waiting", f->name);
 }
 
 /* One look: 1 done (applied now, or recorded by another runner), 0 another
  * runner holds the claim and has not recorded the file yet, -1 failed. */
-static int try_claimed(struct runner *r, const struct migrate_file *f)
+static int try_claimed(struct runner *r, const struct migplan_file *f)
 {
 	int got = claim(r), rc;
 
@@ -1277,7 +562,7 @@ static int try_claimed(struct runner *r, const struct migrate_file *f)
 /* Statements that each commit on their own (CREATE INDEX CONCURRENTLY):
  * under the claim, check, run, record; without it, wait until the holder
  * records the file, or fails and the claim comes to us. */
-static int apply_without_transaction(struct runner *r, const struct migrate_file *f)
+static int apply_without_transaction(struct runner *r, const struct migplan_file *f)
 {
 	int64_t give_up = clock_now_ms() + STATEMENT_DEADLINE_MS;
 
@@ -1295,15 +580,15 @@ static int apply_without_transaction(struct runner *r, const struct migrate_file
 		}
 		if (round == 0)
 			say_waiting(r, f);
-		sleep_ms(CLAIM_POLL_MS);
+		clock_sleep_ms(CLAIM_POLL_MS);
 	}
 }
 
-static enum run_result apply_pending(struct runner *r, const struct migrate_plan *plan)
+static enum run_result apply_pending(struct runner *r, const struct migplan *plan)
 {
 	for (size_t i = 0; i < plan->n; i++) {
-		const struct migrate_step *s = &plan->v[i];
-		if (s->state != MIGRATE_PENDING)
+		const struct migplan_step *s = &plan->v[i];
+		if (s->state != MIGPLAN_PENDING)
 			continue;
 		snprintf(r->failed, sizeof(r->failed), "%s", s->file->name);
 		r->failed_no_tx = s->file->no_transaction;
@@ -1318,13 +603,13 @@ static enum run_result apply_pending(struct runner *r, const struct migrate_plan
 }
 
 /* Decide from the plan: print it (status), refuse, show (dry run) or apply. */
-static enum run_result act(struct runner *r, const struct migrate_plan *plan)
+static enum run_result act(struct runner *r, const struct migplan *plan)
 {
 	struct problems p = { 0 };
-	size_t refused = migrate_plan_refusals(plan, &p);
+	size_t refused = migplan_refusals(plan, &p);
 
 	if (r->mode == MIGRATE_STATUS) {
-		migrate_print_status(plan, stdout);
+		migplan_print_status(plan, stdout);
 		fflush(stdout);
 		say_problems(r, &p);
 		problems_free(&p);
@@ -1338,18 +623,18 @@ static enum run_result act(struct runner *r, const struct migrate_plan *plan)
 		return RUN_FAILED;
 	}
 	if (r->mode == MIGRATE_DRY_RUN) {
-		say_dry_run(plan);
+		say_dry_run(r, plan);
 		return RUN_OK;
 	}
-	if (migrate_plan_count(plan, MIGRATE_PENDING) > 0 && ensure_table(r) < 0)
+	if (migplan_count(plan, MIGPLAN_PENDING) > 0 && ensure_table(r) < 0)
 		return failure(r);
 	return apply_pending(r, plan);
 }
 
-static int scan(const struct runner *r, struct migrate_files *fs)
+static int scan(const struct runner *r, struct migplan_files *fs)
 {
 	struct problems p = { 0 };
-	int rc = migrate_scan_dir(r->cfg->migrations_dir, fs, &p);
+	int rc = migplan_scan_dir(r->cfg->migrations_dir, fs, &p);
 
 	if (rc < 0) {
 		say_problems(r, &p);
@@ -1363,9 +648,9 @@ static int scan(const struct runner *r, struct migrate_files *fs)
  * then the database. Leaves no connection open. */
 static enum run_result run(struct runner *r, int64_t connect_deadline_ms)
 {
-	struct migrate_files fs = { 0 };
-	struct migrate_applied_list al = { 0 };
-	struct migrate_plan plan = { 0 };
+	struct migplan_files fs = { 0 };
+	struct migplan_applied_list al = { 0 };
+	struct migplan plan = { 0 };
 	enum run_result rc = RUN_FAILED;
 
 	memset(&r->err, 0, sizeof(r->err));
@@ -1378,12 +663,12 @@ static enum run_result run(struct runner *r, int64_t connect_deadline_ms)
 		rc = failure(r);
 		goto out;
 	}
-	migrate_plan_build(&fs, &al, &plan);
+	migplan_build(&fs, &al, &plan);
 	rc = act(r, &plan);
 out:
-	migrate_plan_free(&plan);
-	migrate_applied_free(&al);
-	migrate_files_free(&fs);
+	migplan_free(&plan);
+	migplan_applied_free(&al);
+	migplan_files_free(&fs);
 	pgconn_close(r->claim_conn);
 	r->claim_conn = NULL;
 	pgconn_close(r->conn);
@@ -1393,15 +678,26 @@ out:
 	return rc;
 }
 
+static void runner_init(struct runner *r, const struct config *cfg, enum migrate_mode mode,
+			bool on_start)
+{
+	memset(r, 0, sizeof(*r));
+	r->cfg = cfg;
+	r->mode = mode;
+	r->on_start = on_start;
+	/* MIGRATE_ON_START retries whole runs instead (migrate_on_start). */
+	r->connect_retries = on_start ? 0 : (int)cfg->db_retry_attempts;
+	retry_rng_seed(&r->rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
+}
+
 int migrate_command(const struct config *cfg, enum migrate_mode mode)
 {
-	struct runner r = { .cfg = cfg,
-			    .mode = mode,
-			    .connect_retries = (int)cfg->db_retry_attempts };
-	enum run_result rc = run(&r, clock_now_ms() + cfg->db_connect_timeout_ms);
+	struct runner r;
 
+	runner_init(&r, cfg, mode, false);
+	enum run_result rc = run(&r, clock_now_ms() + cfg->db_connect_timeout_ms);
 	if (rc != RUN_OK && r.err.category != DB_OK)
-		report_failure(&r);
+		say_failure(&r);
 	return rc == RUN_OK ? 0 : 1;
 }
 
@@ -1412,11 +708,11 @@ static void say_retry(const struct runner *r, int attempt, int64_t wait_ms, int6
 	quote_for_log(r->err.message, quoted, sizeof(quoted));
 	/* Every attempt at debug; at warn only now and then (attempts 1, 2, 4,
 	 * 8, …) so a 30 s wait for a waking compute is a few lines, not sixty. */
-	log_write((attempt & (attempt + 1)) == 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, 0,
-		  "database not ready for migrations; retrying attempt=%d retry_in_ms=%lld "
-		  "waited_ms=%lld category=%s error=\"%s\"",
-		  attempt + 1, (long long)wait_ms, (long long)waited_ms,
-		  db_category_name(r->err.category), quoted);
+	say(r, (attempt & (attempt + 1)) == 0 ? SAY_WARNING : SAY_DEBUG,
+	    "database not ready for migrations; retrying attempt=%d retry_in_ms=%lld "
+	    "waited_ms=%lld category=%s error=\"%s\"",
+	    attempt + 1, (long long)wait_ms, (long long)waited_ms,
+	    db_category_name(r->err.category), quoted);
 }
 
 static void say_unavailable(const struct runner *r, int64_t waited_ms)
@@ -1425,40 +721,62 @@ static void say_unavailable(const struct runner *r, int64_t waited_ms)
 
 	config_db_target(r->cfg, target, sizeof(target));
 	quote_for_log(r->err.message, quoted, sizeof(quoted));
-	log_errorx("database unavailable for migrations; not starting waited_ms=%lld "
-		   "DB_START_TIMEOUT_MS=%ld db=\"%s\" category=%s error=\"%s\"",
-		   (long long)waited_ms, r->cfg->db_start_timeout_ms, target,
-		   db_category_name(r->err.category), quoted);
+	say(r, SAY_ERROR,
+	    "database unavailable for migrations; not starting waited_ms=%lld "
+	    "DB_START_TIMEOUT_MS=%ld db=\"%s\" category=%s error=\"%s\"",
+	    (long long)waited_ms, r->cfg->db_start_timeout_ms, target,
+	    db_category_name(r->err.category), quoted);
+}
+
+struct start_try {
+	struct runner *r;
+	int64_t started_ms, give_up_ms;
+	enum run_result rc;
+};
+
+/* One whole run; only a database that is down or waking is worth another. */
+static enum retry_step start_once(void *arg, int attempt)
+{
+	struct start_try *t = arg;
+	/* Every attempt but the first stops at the start deadline. */
+	int64_t deadline = clock_now_ms() + t->r->cfg->db_connect_timeout_ms;
+
+	if (attempt > 0 && deadline > t->give_up_ms)
+		deadline = t->give_up_ms;
+	t->rc = run(t->r, deadline);
+	return t->rc == RUN_TRANSIENT ? RETRY_AGAIN : RETRY_DONE;
+}
+
+static void start_failed(void *arg, int attempt, int64_t wait_ms)
+{
+	const struct start_try *t = arg;
+	int64_t waited = clock_now_ms() - t->started_ms;
+
+	if (wait_ms < 0)
+		say_unavailable(t->r, waited);
+	else
+		say_retry(t->r, attempt, wait_ms, waited);
 }
 
 int migrate_on_start(const struct config *cfg)
 {
-	struct runner r = { .cfg = cfg, .mode = MIGRATE_RUN, .on_start = true };
-	struct retry_rng rng;
-	int64_t started = clock_now_ms(), give_up = started + cfg->db_start_timeout_ms;
+	struct runner r;
+	struct start_try t = { .r = &r, .started_ms = clock_now_ms() };
+	/* As often as it takes until DB_START_TIMEOUT_MS (the deadline). */
+	struct retry_policy pol = { .retries = INT_MAX,
+				    .base_ms = cfg->db_retry_backoff_ms,
+				    .cap_ms = START_BACKOFF_CAP_MS };
 
-	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
-	log_info("migrations: applying pending ones before starting dir=\"%s\"",
-		 cfg->migrations_dir);
-	for (int attempt = 0;; attempt++) {
-		/* Every attempt but the first stops at the start deadline. */
-		int64_t deadline = clock_now_ms() + cfg->db_connect_timeout_ms;
-		if (attempt > 0 && deadline > give_up)
-			deadline = give_up;
-		enum run_result rc = run(&r, deadline);
-		if (rc != RUN_TRANSIENT) {
-			if (rc == RUN_FAILED && r.err.category != DB_OK)
-				report_failure(&r);
-			return rc == RUN_OK ? 0 : 1;
-		}
-		int64_t now = clock_now_ms();
-		int64_t wait = retry_backoff_until(&rng, attempt, cfg->db_retry_backoff_ms,
-						   START_BACKOFF_CAP_MS, now, give_up);
-		if (wait < 0) {
-			say_unavailable(&r, now - started);
-			return MIGRATE_EX_UNAVAILABLE;
-		}
-		say_retry(&r, attempt, wait, now - started);
-		sleep_ms(wait);
-	}
+	runner_init(&r, cfg, MIGRATE_RUN, true);
+	t.give_up_ms = t.started_ms + cfg->db_start_timeout_ms;
+	say(&r, SAY_NOTE, "applying pending migrations before starting dir=\"%s\"",
+	    cfg->migrations_dir);
+	if (retry_run(&pol, &r.rng, t.give_up_ms, start_once, start_failed, &t) == RETRY_AGAIN)
+		return EX_UNAVAILABLE;
+	if (t.rc == RUN_OK)
+		return 0;
+	if (r.err.category != DB_OK)
+		say_failure(&r);
+	say(&r, SAY_ERROR, "not starting: the pending migrations were not all applied");
+	return 1;
 }

@@ -1,7 +1,7 @@
 /* ping: a connectivity check for operators, bounded by
  * (DB_RETRY_ATTEMPTS + 1) × DB_CONNECT_TIMEOUT_MS plus the backoffs. */
+#include <stdint.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -10,39 +10,42 @@
 #include "ping.h"
 #include "retry.h"
 
-/* Same cap as the pool's: a waking Neon compute answers within seconds. */
-#define PING_BACKOFF_CAP_MS 2000
+struct ping_try {
+	const struct config *cfg;
+	const struct pgconn_params *params;
+	struct pgconn_info *info;
+	struct db_error *err;
+	FILE *out;
+	PGconn *conn;
+};
 
-static void sleep_ms(int64_t ms)
+/* One connect, and a line for each failure: the operator sees every attempt. */
+static enum retry_step connect_once(void *arg, int attempt)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+	struct ping_try *t = arg;
 
-	nanosleep(&ts, NULL);
+	t->conn = pgconn_connect(t->params, clock_now_ms() + t->cfg->db_connect_timeout_ms, t->info,
+				 t->err);
+	if (t->conn != NULL)
+		return RETRY_DONE;
+	fprintf(t->out, "attempt %d failed: %s (%s)\n", attempt + 1,
+		db_category_name(t->err->category), t->err->message);
+	return t->err->transient ? RETRY_AGAIN : RETRY_DONE;
 }
 
 static PGconn *connect_with_retries(const struct config *cfg, const struct pgconn_params *p,
 				    struct pgconn_info *info, struct db_error *err, FILE *out)
 {
+	struct ping_try t = { .cfg = cfg, .params = p, .info = info, .err = err, .out = out };
+	struct retry_policy pol =
+	    retry_connect_policy((int)cfg->db_retry_attempts, cfg->db_retry_backoff_ms);
 	struct retry_rng rng;
-	int64_t deadline = clock_now_ms() + (cfg->db_retry_attempts + 1) *
-						     (cfg->db_connect_timeout_ms + PING_BACKOFF_CAP_MS);
+	int64_t deadline = clock_now_ms() +
+			   (cfg->db_retry_attempts + 1) * (cfg->db_connect_timeout_ms + pol.cap_ms);
 
 	retry_rng_seed(&rng, (uint64_t)getpid() ^ (uint64_t)clock_now_us());
-	for (int attempt = 0;; attempt++) {
-		int64_t attempt_deadline = clock_now_ms() + cfg->db_connect_timeout_ms;
-		PGconn *c = pgconn_connect(p, attempt_deadline, info, err);
-		if (c)
-			return c;
-		fprintf(out, "attempt %d failed: %s (%s)\n", attempt + 1,
-			db_category_name(err->category), err->message);
-		if (!err->transient || attempt >= cfg->db_retry_attempts)
-			return NULL;
-		int64_t wait = retry_backoff_until(&rng, attempt, cfg->db_retry_backoff_ms,
-						   PING_BACKOFF_CAP_MS, clock_now_ms(), deadline);
-		if (wait < 0)
-			return NULL;
-		sleep_ms(wait);
-	}
+	(void)retry_run(&pol, &rng, deadline, connect_once, NULL, &t);
+	return t.conn;
 }
 
 int ping_run(const struct config *cfg, FILE *out)

@@ -359,8 +359,9 @@ def test_migrate_on_start_waits_for_a_waking_database(neonfcgi, tmp_path):
             db.start()
             srv.wait_ready(timeout=30)
             log = srv.log()
-            assert "migration applied file=0001_users.sql" in log, log
-            assert log.index("migrations done") < log.index("neonfcgi starting"), log
+            assert "migrate: applied 0001_users.sql in " in log, log
+            assert log.index("migrate: 1 applied, 0 already applied") < \
+                log.index("neonfcgi starting"), log
             assert db.psql("SELECT to_regclass('users') IS NOT NULL", "-d", "app").strip() == "t"
             r = srv.get("/health")
             assert r.status == 200, str(r)
@@ -377,7 +378,7 @@ def test_migrate_on_start_bad_sql_exits_1_before_forking(neonfcgi, migdb, dev_db
         rc = srv.wait_exit(20)
         log = srv.log()
         assert rc == 1, f"exit {rc}\n{log}"
-        assert re.search(r"migration failed.*file=0002_bad\.sql.*sqlstate=42601", log), log
+        assert re.search(r"error migrate: 0002_bad\.sql failed: SQLSTATE 42601", log), log
         assert "neonfcgi starting" not in log, "it started serving"
         assert not srv.seen_workers and not Path(srv.socket).exists(), log
         assert dev_db.password not in log
