@@ -23,6 +23,7 @@
 #include "log.h"
 #include "retry.h"
 #include "scoreboard.h"
+#include "xalloc.h"
 
 #define NEVER INT64_MAX
 
@@ -38,9 +39,6 @@
 /* A connection used within the last second is trusted after the socket
  * check alone; a round trip per request would double the latency. */
 #define PRE_PING_QUIET_MS 1000
-/* Neon wakes a suspended compute in about a second: waiting much longer
- * between attempts only burns the caller's deadline. */
-#define BACKOFF_CAP_MS 2000
 
 struct pool_conn {
 	void *handle;
@@ -82,14 +80,6 @@ struct pool {
 	uint64_t published_dead;     /* preping_evictions as last added to closes[dead] */
 };
 
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-	if (!p)
-		abort(); /* allocation failure is not handled piecemeal */
-	return p;
-}
-
 static void fail_with(struct db_error *err, enum db_category cat, bool transient, const char *fmt,
 		      ...) __attribute__((format(printf, 4, 5)));
 
@@ -114,13 +104,6 @@ static struct timespec abs_timespec(int64_t ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
 	return ts;
-}
-
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = abs_timespec(clock_now_ms() + ms);
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
 }
 
 /* ---- scoreboard mirror ----
@@ -226,11 +209,7 @@ void pool_options_from_config(struct pool_options *o, const struct config *cfg)
 		.idle_timeout_ms = (int64_t)cfg->db_idle_timeout_s * 1000,
 		.max_lifetime_ms = (int64_t)cfg->db_max_lifetime_s * 1000,
 		.connect_timeout_ms = cfg->db_connect_timeout_ms,
-		.retry_attempts = (int)cfg->db_retry_attempts,
-		.retry_backoff_ms = cfg->db_retry_backoff_ms,
-		.retry_backoff_cap_ms = cfg->db_retry_backoff_ms > BACKOFF_CAP_MS
-					    ? cfg->db_retry_backoff_ms
-					    : BACKOFF_CAP_MS,
+		.retry = retry_connect_policy((int)cfg->db_retry_attempts, cfg->db_retry_backoff_ms),
 		.breaker_threshold = BREAKER_THRESHOLD,
 		.breaker_cooldown_ms = BREAKER_COOLDOWN_MS,
 		.seed = 0,
@@ -444,33 +423,7 @@ static void log_connect_failure(const struct pool *p, int attempt, const struct 
 			  p->o.breaker_threshold, (long long)p->o.breaker_cooldown_ms);
 }
 
-/* Counts and logs a failed attempt; the backoff before the next one, or -1
- * when there is none (permanent, attempts used up, breaker opened, or the
- * wait would reach the deadline). */
-static int64_t after_failure(struct pool *p, enum retry_verdict v, int attempt, int64_t deadline_ms,
-			     const struct db_error *err)
-{
-	/* Only transient failures trip the breaker: a permanent one (wrong
-	 * password, database missing) is never retried anyway, so each caller
-	 * costs the server one attempt and keeps getting the true category. A
-	 * half-open probe must be answered either way. */
-	bool opened = (err->transient || v == RETRY_PROBE) && retry_breaker_failure(&p->breaker, v);
-	unsigned cat = (unsigned)err->category < DB_CATEGORY_COUNT ? err->category : DB_UNREACHABLE;
-	int64_t wait = -1;
-
-	pthread_mutex_lock(&p->mu);
-	p->st.connects_failed[cat]++;
-	p->last_failure = (enum db_category)cat;
-	if (err->transient && attempt < p->o.retry_attempts && !opened)
-		wait = retry_backoff_until(&p->rng, attempt, p->o.retry_backoff_ms,
-					   p->o.retry_backoff_cap_ms, clock_now_ms(), deadline_ms);
-	p->st.retries += wait >= 0;
-	pool_unlock(p);
-	log_connect_failure(p, attempt, err, wait, opened);
-	return wait;
-}
-
-static void *breaker_denied(struct pool *p, struct db_error *err)
+static void breaker_denied(struct pool *p, struct db_error *err)
 {
 	pthread_mutex_lock(&p->mu);
 	p->st.breaker_rejects++;
@@ -480,7 +433,80 @@ static void *breaker_denied(struct pool *p, struct db_error *err)
 		  "circuit breaker open after repeated connect failures (last: %s)",
 		  db_category_name(last));
 	err->cause = last;
-	return NULL;
+}
+
+/* One connect_with_retry() call: what retry_run()'s callbacks share. */
+struct connect_try {
+	struct pool *p;
+	int64_t deadline_ms;
+	struct pgconn_info *info;
+	struct db_error *err;
+	void *handle; /* the connection, once an attempt succeeded */
+	/* The backoff's jitter: the pool's RNG is under its mutex, so a call
+	 * that fails draws its own seed from it once, under the lock. */
+	struct retry_rng rng;
+	bool rng_seeded;
+};
+
+/* Counts a failed attempt; true when it opened the breaker. */
+static bool count_failure(struct connect_try *t, enum retry_verdict v)
+{
+	struct pool *p = t->p;
+	const struct db_error *err = t->err;
+	/* Only transient failures trip the breaker: a permanent one (wrong
+	 * password, database missing) is never retried anyway, so each caller
+	 * costs the server one attempt and keeps getting the true category. A
+	 * half-open probe must be answered either way. */
+	bool opened = (err->transient || v == RETRY_PROBE) && retry_breaker_failure(&p->breaker, v);
+	unsigned cat = (unsigned)err->category < DB_CATEGORY_COUNT ? err->category : DB_UNREACHABLE;
+
+	pthread_mutex_lock(&p->mu);
+	p->st.connects_failed[cat]++;
+	p->last_failure = (enum db_category)cat;
+	if (!t->rng_seeded) {
+		retry_rng_seed(&t->rng, retry_rng_next(&p->rng));
+		t->rng_seeded = true;
+	}
+	pool_unlock(p);
+	return opened;
+}
+
+/* One attempt, the breaker asked first. RETRY_AGAIN only after a transient
+ * failure that left the breaker closed; connect_failed() then counts and logs
+ * it with the backoff retry_run() chose. */
+static enum retry_step connect_attempt(void *arg, int attempt)
+{
+	struct connect_try *t = arg;
+
+	if (clock_now_ms() >= t->deadline_ms) {
+		fail_with(t->err, DB_TIMEOUT, true, "no time left to connect");
+		return RETRY_DONE;
+	}
+	enum retry_verdict v = retry_breaker_allow(&t->p->breaker);
+	if (v == RETRY_DENY) {
+		breaker_denied(t->p, t->err);
+		return RETRY_DONE;
+	}
+	t->handle = try_connect(t->p, v, t->deadline_ms, t->info, t->err);
+	if (t->handle)
+		return RETRY_DONE;
+	bool opened = count_failure(t, v);
+	if (t->err->transient && !opened)
+		return RETRY_AGAIN;
+	log_connect_failure(t->p, attempt, t->err, -1, opened);
+	return RETRY_DONE;
+}
+
+static void connect_failed(void *arg, int attempt, int64_t wait_ms)
+{
+	struct connect_try *t = arg;
+
+	if (wait_ms >= 0) {
+		pthread_mutex_lock(&t->p->mu);
+		t->p->st.retries++;
+		pool_unlock(t->p);
+	}
+	log_connect_failure(t->p, attempt, t->err, wait_ms, false);
 }
 
 /* Transient failures are retried with full-jitter backoff, never past the
@@ -488,22 +514,10 @@ static void *breaker_denied(struct pool *p, struct db_error *err)
 static void *connect_with_retry(struct pool *p, int64_t deadline_ms, struct pgconn_info *info,
 				struct db_error *err)
 {
-	for (int attempt = 0;; attempt++) {
-		if (clock_now_ms() >= deadline_ms) {
-			fail_with(err, DB_TIMEOUT, true, "no time left to connect");
-			return NULL;
-		}
-		enum retry_verdict v = retry_breaker_allow(&p->breaker);
-		if (v == RETRY_DENY)
-			return breaker_denied(p, err);
-		void *h = try_connect(p, v, deadline_ms, info, err);
-		if (h)
-			return h;
-		int64_t wait = after_failure(p, v, attempt, deadline_ms, err);
-		if (wait < 0)
-			return NULL;
-		sleep_ms(wait);
-	}
+	struct connect_try t = { .p = p, .deadline_ms = deadline_ms, .info = info, .err = err };
+
+	retry_run(&p->o.retry, &t.rng, deadline_ms, connect_attempt, connect_failed, &t);
+	return t.handle;
 }
 
 /* The caller holds an opening slot; connect outside the mutex, then turn

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "pgconn.h"
+#include "retry.h"
 
 struct config;
 
@@ -40,9 +41,7 @@ struct pool_options {
 	int64_t idle_timeout_ms;    /* DB_IDLE_TIMEOUT_S */
 	int64_t max_lifetime_ms;    /* DB_MAX_LIFETIME_S, up to 10% less by jitter */
 	int64_t connect_timeout_ms; /* DB_CONNECT_TIMEOUT_MS */
-	int retry_attempts;         /* DB_RETRY_ATTEMPTS */
-	int64_t retry_backoff_ms;   /* DB_RETRY_BACKOFF_MS */
-	int64_t retry_backoff_cap_ms;
+	struct retry_policy retry;  /* DB_RETRY_ATTEMPTS, DB_RETRY_BACKOFF_MS */
 	int breaker_threshold; /* consecutive connect failures that open it */
 	int64_t breaker_cooldown_ms;
 	uint64_t seed; /* jitter RNG; 0 = from pid and time */

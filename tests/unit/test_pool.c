@@ -257,9 +257,7 @@ static struct pool_options opts(void)
 		.pre_ping = true,
 		.pre_ping_quiet_ms = 1000,
 		.connect_timeout_ms = 1000,
-		.retry_attempts = 3,
-		.retry_backoff_ms = 1,
-		.retry_backoff_cap_ms = 5,
+		.retry = { .retries = 3, .base_ms = 1, .cap_ms = 5 },
 		.breaker_threshold = 5,
 		.breaker_cooldown_ms = 2000,
 		.seed = 1,
@@ -407,8 +405,9 @@ static void options_from_config_maps_units(void **state)
 	assert_int_equal(o.idle_timeout_ms, 240000);
 	assert_int_equal(o.max_lifetime_ms, 1800000);
 	assert_int_equal(o.connect_timeout_ms, 1500);
-	assert_int_equal(o.retry_backoff_ms, 100);
-	assert_true(o.retry_backoff_cap_ms >= 100);
+	assert_int_equal(o.retry.base_ms, 100);
+	assert_int_equal(o.retry.retries, 3);
+	assert_int_equal(o.retry.cap_ms, RETRY_BACKOFF_CAP_MS);
 	assert_int_equal(o.pre_ping_quiet_ms, 1000);
 	assert_int_equal(o.breaker_threshold, 5);
 	fake_reset();
@@ -841,7 +840,7 @@ static void retries_stop_at_attempt_limit(void **state)
 {
 	(void)state;
 	struct pool_options o = opts();
-	o.retry_attempts = 2;
+	o.retry.retries = 2;
 	struct pool *p = make_pool(&o);
 	F.otherwise = (struct scripted){ DB_UNREACHABLE, true };
 	struct pool_conn *c = NULL;
@@ -857,9 +856,9 @@ static void retries_never_past_deadline(void **state)
 {
 	(void)state;
 	struct pool_options o = opts();
-	o.retry_attempts = 10;
-	o.retry_backoff_ms = 1000;
-	o.retry_backoff_cap_ms = 1000;
+	o.retry.retries = 10;
+	o.retry.base_ms = 1000;
+	o.retry.cap_ms = 1000;
 	o.breaker_threshold = 100;
 	struct pool *p = make_pool(&o);
 	F.otherwise = (struct scripted){ DB_UNREACHABLE, true };
@@ -894,7 +893,7 @@ static void slow_connect_times_out_at_deadline(void **state)
 {
 	(void)state;
 	struct pool_options o = opts();
-	o.retry_attempts = 0;
+	o.retry.retries = 0;
 	struct pool *p = make_pool(&o);
 	set_gate(true); /* the database silently drops packets */
 	struct pool_conn *c = NULL;
@@ -910,7 +909,7 @@ static void breaker_opens_fails_fast_then_recovers(void **state)
 {
 	(void)state;
 	struct pool_options o = opts();
-	o.retry_attempts = 0;
+	o.retry.retries = 0;
 	o.breaker_threshold = 3;
 	o.breaker_cooldown_ms = 60;
 	struct pool *p = make_pool(&o);
@@ -957,7 +956,7 @@ static void half_open_lets_one_probe_through(void **state)
 {
 	(void)state;
 	struct pool_options o = opts();
-	o.retry_attempts = 0;
+	o.retry.retries = 0;
 	o.breaker_threshold = 1;
 	o.breaker_cooldown_ms = 20;
 	struct pool *p = make_pool(&o);
