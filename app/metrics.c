@@ -48,8 +48,6 @@ static void family(struct buf *b, const char *name, const char *type, const char
 }
 
 static const char *const status_labels[SB_STATUS_CLASSES] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
-static const char *const close_labels[SB_CLOSE_REASONS] = { "idle", "lifetime", "overflow", "dead",
-							    "broken" };
 static const char *const exit_labels[SB_EXIT_CAUSES] = { "normal", "error", "signal" };
 
 /* Requests and their durations, summed over the slots once per scrape, so
@@ -189,7 +187,8 @@ static void render_pool_counters(struct buf *b, const struct sb_pool *p)
 	       "Connections closed by the pool, by reason.");
 	for (int r = 0; r < SB_CLOSE_REASONS; r++)
 		buf_printf(b, "neonfcgi_db_connection_closes_total{reason=\"%s\"} %llu\n",
-			   close_labels[r], (unsigned long long)sb_get(&p->closes[r]));
+			   scoreboard_close_reason_name((enum sb_close_reason)r),
+			   (unsigned long long)sb_get(&p->closes[r]));
 	counter(b, "db_breaker_opens_total", "Times a worker's circuit breaker opened.",
 		sb_get(&p->breaker_opens));
 }

@@ -67,7 +67,7 @@ struct pool {
 	void *ctx;
 	struct pool_conn **idle;   /* stack: [0] idle longest, top most recent */
 	struct pool_conn **doomed; /* maintenance thread's scratch */
-	const char **doomed_why;
+	enum sb_close_reason *doomed_why;
 	int n_idle, n_in_use, n_opening, n_waiting;
 	int n_closing; /* detached for closing, still open: they count toward the bound */
 	struct pool_waiter *head, *tail;
@@ -307,22 +307,32 @@ static void wake_maintenance_locked(struct pool *p)
 		pthread_cond_signal(&p->maint_cv);
 }
 
-static const char *expiry_reason_locked(struct pool *p, int i, int surplus, int64_t now)
+static void count_close_locked(struct pool *p, enum sb_close_reason why)
+{
+	switch (why) {
+	case SB_CLOSE_IDLE: p->st.idle_closes++; break;
+	case SB_CLOSE_LIFETIME: p->st.lifetime_closes++; break;
+	case SB_CLOSE_OVERFLOW: p->st.overflow_closes++; break;
+	case SB_CLOSE_DEAD: p->st.preping_evictions++; break;
+	case SB_CLOSE_BROKEN: p->st.discards++; break;
+	case SB_CLOSE_SHUTDOWN: break;
+	}
+}
+
+/* Whether idle connection i is due to be closed, and why. */
+static bool expired_locked(const struct pool *p, int i, int surplus, int64_t now,
+			   enum sb_close_reason *why)
 {
 	const struct pool_conn *c = p->idle[i];
-	if (c->expires_ms <= now) {
-		p->st.lifetime_closes++;
-		return "lifetime";
-	}
-	if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms) {
-		p->st.idle_closes++;
-		return "idle";
-	}
-	if (surplus > 0 && now - c->idle_since_ms >= p->o.overflow_idle_ms) {
-		p->st.overflow_closes++;
-		return "overflow";
-	}
-	return NULL;
+	if (c->expires_ms <= now)
+		*why = SB_CLOSE_LIFETIME;
+	else if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms)
+		*why = SB_CLOSE_IDLE;
+	else if (surplus > 0 && now - c->idle_since_ms >= p->o.overflow_idle_ms)
+		*why = SB_CLOSE_OVERFLOW;
+	else
+		return false;
+	return true;
 }
 
 /* Moves expired idle connections to p->doomed; oldest first, so surplus
@@ -332,11 +342,12 @@ static int collect_expired_locked(struct pool *p, int64_t now)
 	int n = 0;
 	int surplus = live_locked(p) - p->o.size;
 	for (int i = 0; i < p->n_idle;) {
-		const char *why = expiry_reason_locked(p, i, surplus, now);
-		if (!why) {
+		enum sb_close_reason why;
+		if (!expired_locked(p, i, surplus, now, &why)) {
 			i++;
 			continue;
 		}
+		count_close_locked(p, why);
 		p->doomed[n] = p->idle[i];
 		p->doomed_why[n++] = why;
 		remove_idle_at_locked(p, i);
@@ -351,11 +362,13 @@ static void serve_waiters_locked(struct pool *p);
 
 /* Close outside the mutex. counted: the caller moved c to n_closing, whose
  * place in the bound is given back (to a waiter, if any) once it is closed. */
-static void close_conn(struct pool *p, struct pool_conn *c, const char *why, int left, bool counted)
+static void close_conn(struct pool *p, struct pool_conn *c, enum sb_close_reason why, int left,
+		       bool counted)
 {
 	long long age_s = (long long)(clock_now_ms() - c->created_ms) / 1000;
 	p->c->close(p->ctx, c->handle);
-	log_info("db connection closed reason=%s age_s=%lld pool_size=%d", why, age_s, left);
+	log_info("db connection closed reason=%s age_s=%lld pool_size=%d",
+		 scoreboard_close_reason_name(why), age_s, left);
 	free(c);
 	if (!counted)
 		return;
@@ -600,38 +613,37 @@ static int checkout_locked(struct pool *p, int64_t deadline_ms, struct pool_conn
 	return wait_turn_locked(p, deadline_ms, cp, err);
 }
 
-/* Why c (ours, idle until now) must not be handed out, or NULL. */
-static const char *unusable(struct pool *p, struct pool_conn *c, int64_t deadline_ms)
+/* Pre-ping c, idle since c->idle_since_ms: false when it turns out dead. */
+static bool passes_preping(struct pool *p, struct pool_conn *c, int64_t now, int64_t deadline_ms)
 {
-	int64_t now = clock_now_ms();
 	struct db_error err;
-	if (c->expires_ms <= now)
-		return "lifetime";
-	if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms)
-		return "idle";
-	if (!p->o.pre_ping)
-		return NULL;
+
 	if (!p->c->looks_alive(p->ctx, c->handle))
-		return "dead";
+		return false;
 	if (now - c->idle_since_ms < p->o.pre_ping_quiet_ms)
-		return NULL;
+		return true;
 	/* A ping that takes longer than a connect is worth less than one. A
 	 * caller already past its deadline gets the connection unpinged: a ping
 	 * cut short would cost us a connection that is probably fine. */
 	int64_t ping_deadline = min64(deadline_ms, now + p->o.connect_timeout_ms);
-	if (ping_deadline > now && p->c->ping(p->ctx, c->handle, ping_deadline, &err) != 0)
-		return "dead";
-	return NULL;
+	return ping_deadline <= now || p->c->ping(p->ctx, c->handle, ping_deadline, &err) == 0;
 }
 
-static void count_eviction_locked(struct pool *p, const char *why)
+/* Whether c (ours, idle until now) must not be handed out, and why. */
+static bool unusable(struct pool *p, struct pool_conn *c, int64_t deadline_ms,
+		     enum sb_close_reason *why)
 {
-	if (strcmp(why, "dead") == 0)
-		p->st.preping_evictions++;
-	else if (strcmp(why, "lifetime") == 0)
-		p->st.lifetime_closes++;
+	int64_t now = clock_now_ms();
+
+	if (c->expires_ms <= now)
+		*why = SB_CLOSE_LIFETIME;
+	else if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms)
+		*why = SB_CLOSE_IDLE;
+	else if (p->o.pre_ping && !passes_preping(p, c, now, deadline_ms))
+		*why = SB_CLOSE_DEAD;
 	else
-		p->st.idle_closes++;
+		return false;
+	return true;
 }
 
 /* Vets *cp; a dead one is closed and swapped for the next idle one, so a
@@ -641,11 +653,11 @@ static bool vet(struct pool *p, struct pool_conn **cp, int64_t deadline_ms)
 {
 	struct pool_conn *c = *cp;
 	while (c) {
-		const char *why = unusable(p, c, deadline_ms);
-		if (!why)
+		enum sb_close_reason why;
+		if (!unusable(p, c, deadline_ms, &why))
 			return true;
 		pthread_mutex_lock(&p->mu);
-		count_eviction_locked(p, why);
+		count_close_locked(p, why);
 		struct pool_conn *next = p->n_idle > 0 ? pop_idle_locked(p) : NULL;
 		if (!next) {
 			/* c's place becomes the slot this caller opens into. */
@@ -683,41 +695,43 @@ int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, st
 
 /* ---- release ---- */
 
-/* Why a returned connection must be closed rather than kept, or NULL. */
-static const char *release_verdict(struct pool *p, struct pool_conn *c, bool broken, int64_t now)
+/* Whether a returned connection must be closed rather than kept, and why. */
+static bool release_closes(struct pool *p, struct pool_conn *c, bool broken, int64_t now,
+			   enum sb_close_reason *why)
 {
 	if (broken || !p->c->is_idle_txn(p->ctx, c->handle))
-		return "broken";
-	if (c->expires_ms <= now)
-		return "lifetime";
-	return NULL;
+		*why = SB_CLOSE_BROKEN;
+	else if (c->expires_ms <= now)
+		*why = SB_CLOSE_LIFETIME;
+	else
+		return false;
+	return true;
 }
 
 void pool_release(struct pool *p, struct pool_conn *c, bool broken)
 {
 	int64_t now = clock_now_ms();
-	const char *why = release_verdict(p, c, broken, now);
+	enum sb_close_reason why = SB_CLOSE_SHUTDOWN;
+	bool close = release_closes(p, c, broken, now, &why);
 
 	pthread_mutex_lock(&p->mu);
-	if (!why && p->stopping)
-		why = "shutdown";
+	close = close || p->stopping;
 	p->n_in_use--;
-	if (!why) {
+	if (!close) {
 		/* Surplus stays too: it is closed by the maintenance thread
 		 * once idle for overflow_idle_ms, never here (DESIGN.md §5). */
 		c->idle_since_ms = now;
 		p->idle[p->n_idle++] = c;
 	} else {
 		p->n_closing++;
-		p->st.lifetime_closes += strcmp(why, "lifetime") == 0;
-		p->st.discards += strcmp(why, "broken") == 0;
+		count_close_locked(p, why);
 	}
 	serve_waiters_locked(p);
-	if (!why)
+	if (!close)
 		wake_maintenance_locked(p);
 	int left = live_locked(p);
 	pool_unlock(p);
-	if (why)
+	if (close)
 		close_conn(p, c, why, left, true);
 }
 
@@ -852,7 +866,7 @@ void pool_destroy(struct pool *p)
 	/* The maintenance thread is gone and no caller is left: no lock. */
 	while (p->n_idle > 0) {
 		struct pool_conn *c = pop_idle_locked(p);
-		close_conn(p, c, "shutdown", live_locked(p), false);
+		close_conn(p, c, SB_CLOSE_SHUTDOWN, live_locked(p), false);
 	}
 	if (p->n_in_use > 0 || p->n_opening > 0)
 		log_warnx("db pool destroyed with connections checked out in_use=%d opening=%d",

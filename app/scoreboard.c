@@ -170,3 +170,16 @@ void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out)
 				 sizeof(sb_counter));
 	}
 }
+
+const char *scoreboard_close_reason_name(enum sb_close_reason r)
+{
+	switch (r) {
+	case SB_CLOSE_IDLE: return "idle";
+	case SB_CLOSE_LIFETIME: return "lifetime";
+	case SB_CLOSE_OVERFLOW: return "overflow";
+	case SB_CLOSE_DEAD: return "dead";
+	case SB_CLOSE_BROKEN: return "broken";
+	case SB_CLOSE_SHUTDOWN: return "shutdown";
+	}
+	return "unknown";
+}

@@ -119,6 +119,18 @@ static void test_slots_used_is_a_high_water_mark(void **state)
 	assert_int_equal(scoreboard_slots_used(sb), 4);
 }
 
+/* The labels of neonfcgi_db_connection_closes_total and of the pool's log. */
+static void test_close_reason_names(void **state)
+{
+	(void)state;
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_IDLE), "idle");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_LIFETIME), "lifetime");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_OVERFLOW), "overflow");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_DEAD), "dead");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_BROKEN), "broken");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_SHUTDOWN), "shutdown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -130,6 +142,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sum_pool_over_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slots_used_is_a_high_water_mark, setup,
 						teardown),
+		cmocka_unit_test(test_close_reason_names),
 	};
 	return cmocka_run_group_tests_name("scoreboard", tests, NULL, NULL);
 }
