@@ -34,6 +34,7 @@
 #include "peer.h"
 #include "pgconn.h"
 #include "pool.h"
+#include "pool_pg.h"
 #include "router.h"
 #include "scoreboard.h"
 #include "waitroom.h"
@@ -638,7 +639,7 @@ static int db_init_worker(struct worker *w)
 		log_errorx("DATABASE_URL unusable: %s", err);
 		return -1;
 	}
-	w->pool = pool_create(w->cfg, pgconn_connector(), w->db_params);
+	w->pool = pool_create(w->cfg, pool_pg_connector(), w->db_params);
 	if (!w->pool) {
 		log_errorx("cannot create the connection pool");
 		pgconn_params_free(w->db_params);

@@ -14,7 +14,7 @@
 struct config;
 
 /* What the pool needs from a database driver; ctx is pool_create's ctx.
- * pgconn_connector() is the real one, the unit tests use a fake. */
+ * pool_pg_connector() is the real one, the unit tests use a fake. */
 struct pool_connector {
 	/* Open one connection, never blocking past deadline_ms; NULL with err. */
 	void *(*connect)(void *ctx, int64_t deadline_ms, struct pgconn_info *info,
@@ -92,7 +92,7 @@ int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, st
 /* Give c back. broken: the caller saw it fail (pgconn_error_discards()),
  * so it is closed; so is one left inside a transaction. */
 void pool_release(struct pool *p, struct pool_conn *c, bool broken);
-/* The connector's handle: a PGconn * with pgconn_connector(). */
+/* The connector's handle: a PGconn * with pool_pg_connector(). */
 void *pool_conn_handle(const struct pool_conn *c);
 /* Facts from when c was connected. */
 const struct pgconn_info *pool_conn_info(const struct pool_conn *c);
