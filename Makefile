@@ -53,6 +53,7 @@ $(BUILD)/obj $(BUILD)/tests:
 test_config_SRCS := app/config.c app/envfile.c
 test_envfile_SRCS := app/envfile.c app/config.c
 test_router_SRCS := app/router.c
+test_fcgiguard_SRCS := app/fcgiguard.c app/router.c
 test_scoreboard_SRCS := app/scoreboard.c app/router.c
 test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c app/pgconn.c app/log.c
 test_retry_SRCS := app/retry.c
@@ -180,7 +181,7 @@ FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Wno-missing-pro
 fuzz_envfile_SRCS := app/envfile.c app/config.c
 fuzz_config_SRCS := app/config.c app/envfile.c
 fuzz_router_SRCS := app/router.c
-fuzz_fcgiguard_SRCS := app/fcgiguard.c
+fuzz_fcgiguard_SRCS := app/fcgiguard.c app/router.c
 FUZZ_NAMES := envfile config router fcgiguard
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 build/fuzz:

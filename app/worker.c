@@ -109,20 +109,6 @@ static void on_flag_signal(int sig)
 	(void)sig;
 }
 
-static const char *reason_phrase(int status)
-{
-	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 414: return "URI Too Long";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Unknown";
-	}
-}
-
 static void respond_error(struct response *r, int status, const char *msg)
 {
 	char buf[128];
@@ -142,7 +128,7 @@ static void write_response(FCGX_Request *req, const struct response *r, bool hea
 	int n = snprintf(hdr, sizeof(hdr),
 			 "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "Cache-Control: no-store\r\n",
-			 r->status, reason_phrase(r->status), r->content_type, r->len);
+			 r->status, router_reason_phrase(r->status), r->content_type, r->len);
 
 	if (r->allow)
 		n += snprintf(hdr + n, sizeof(hdr) - (size_t)n, "Allow: %s\r\n", r->allow);
@@ -646,7 +632,6 @@ static int db_init_worker(struct worker *w)
 		return -1;
 	}
 	pool_set_mirror(w->pool, &w->sb_slot->pool);
-	router_enable(ROUTE_HEALTH_DB, true);
 	return 0;
 }
 
@@ -678,7 +663,6 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 	}
 	if (db_init_worker(&w) < 0)
 		return WORKER_EXIT_FATAL;
-	router_enable(ROUTE_METRICS, true);
 	w.allow = peer_allowlist_new(cfg->fcgi_web_server_addrs);
 	struct waitroom_opts room = { .max_conns = cfg->workers * cfg->worker_threads,
 				      .kick = kick_idle_thread,
