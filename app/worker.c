@@ -21,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@
 #include "scoreboard.h"
 #include "waitroom.h"
 #include "worker.h"
+#include "xalloc.h"
 
 /* A connection's request head (everything up to the end of FCGI_PARAMS) must
  * arrive within this long of the connection, or of its first byte on a kept
@@ -74,7 +76,6 @@ struct request_thread {
 struct worker {
 	const struct config *cfg;
 	int listen_fd;
-	int slot;
 	struct scoreboard *sb;
 	struct sb_slot *sb_slot;
 	int64_t started_ms;
@@ -99,12 +100,10 @@ struct response {
 	int retry_after;
 };
 
-static void on_kick(int sig)
-{
-	(void)sig;
-}
-
-static void on_flag_signal(int sig)
+/* A handler that does nothing: SIGUSR2 interrupts an idle thread's accept()
+ * or poll() with EINTR; SIGTERM and SIGUSR1, blocked and taken with
+ * sigwaitinfo(), need one only so that FCGX_Init installs none of its own. */
+static void on_signal(int sig)
 {
 	(void)sig;
 }
@@ -116,9 +115,7 @@ static void respond_error(struct response *r, int status, const char *msg)
 
 	r->status = status;
 	r->content_type = "application/json";
-	r->body = strdup(buf);
-	if (!r->body)
-		abort();
+	r->body = xstrdup(buf);
 	r->len = (size_t)n;
 }
 
@@ -460,10 +457,12 @@ static void note_request_done(struct worker *w)
  * a thread that wakes up does not preempt the one running. Ours wake for
  * every connection, every answer from the database and every close by the
  * web server; preempting nginx or a sibling thread at each of those costs
- * more CPU per request than our own work does (bench/results/README.md,
- * finding 7). It needs no privilege, and a thread that wakes on an idle CPU
- * runs at once all the same. A policy the operator chose (chrt, systemd's
- * CPUSchedulingPolicy=) is kept. */
+ * more CPU per request than our own work does: on two CPUs at c=128, /health
+ * cost 33 µs of CPU per request under the normal policy and 28 µs under
+ * SCHED_BATCH, what a bare libfcgi responder costs (bench/results/README.md
+ * has the measurement). It needs no privilege, and a thread that wakes
+ * on an idle CPU runs at once all the same. A policy the operator chose
+ * (chrt, systemd's CPUSchedulingPolicy=) is kept. */
 static void set_sched(const struct request_thread *t)
 {
 	struct sched_param sp = { .sched_priority = 0 };
@@ -487,9 +486,7 @@ static void *request_thread_main(void *arg)
 	 * record it would otherwise block in accept() where we cannot wake it). */
 	FCGX_InitRequest(&req, -1, FCGI_FAIL_ACCEPT_ON_INTR);
 	t->io_fd = -1;
-	t->buf = malloc(FCGIGUARD_HEAD_MAX);
-	if (!t->buf)
-		abort();
+	t->buf = xmalloc(FCGIGUARD_HEAD_MAX);
 	while (next_request(t, &req) == 0) {
 		handle_request(t, &req);
 		finish_request(t, &req);
@@ -503,18 +500,16 @@ static void *request_thread_main(void *arg)
 
 static void install_signals(void)
 {
-	struct sigaction kick = { .sa_handler = on_kick }; /* no SA_RESTART: EINTR wanted */
-	struct sigaction flag = { .sa_handler = on_flag_signal };
+	struct sigaction wake = { .sa_handler = on_signal }; /* no SA_RESTART: EINTR wanted */
 	struct sigaction ign = { .sa_handler = SIG_IGN };
 
-	sigemptyset(&kick.sa_mask);
-	sigemptyset(&flag.sa_mask);
+	sigemptyset(&wake.sa_mask);
 	sigemptyset(&ign.sa_mask);
-	sigaction(SIGUSR2, &kick, NULL);
+	sigaction(SIGUSR2, &wake, NULL);
 	/* Ours before FCGX_Init, which installs its own only where the
 	 * disposition is still the default. */
-	sigaction(SIGTERM, &flag, NULL);
-	sigaction(SIGUSR1, &flag, NULL);
+	sigaction(SIGTERM, &wake, NULL);
+	sigaction(SIGUSR1, &wake, NULL);
 	sigaction(SIGPIPE, &ign, NULL);
 	sigaction(SIGHUP, &ign, NULL);
 }
@@ -532,9 +527,7 @@ static int start_threads(struct worker *w)
 {
 	long n = w->cfg->worker_threads;
 
-	w->threads = calloc((size_t)n, sizeof(*w->threads));
-	if (!w->threads)
-		abort();
+	w->threads = xcalloc((size_t)n, sizeof(*w->threads));
 	for (w->nthreads = 0; w->nthreads < n; w->nthreads++) {
 		struct request_thread *t = &w->threads[w->nthreads];
 		t->w = w;
@@ -600,7 +593,7 @@ static void wait_for_stop(void)
 	} while (sig < 0 && errno == EINTR);
 }
 
-static void become_worker(const struct config *cfg)
+static void become_worker(void)
 {
 	sigset_t set;
 
@@ -612,7 +605,17 @@ static void become_worker(const struct config *cfg)
 	/* libfcgi reads its allow-list from the environment in FCGX_Init; we
 	 * filter peers ourselves, so it must not filter (IPv4 only) as well. */
 	unsetenv("FCGI_WEB_SERVER_ADDRS");
-	(void)cfg;
+}
+
+/* ---- start-up and shutdown: each step has its release below ---- */
+
+static int fcgi_init_worker(void)
+{
+	if (FCGX_Init() != 0) {
+		log_errorx("FCGX_Init failed");
+		return -1;
+	}
+	return 0;
 }
 
 /* The pool starts empty: no connection is opened until a request needs one. */
@@ -628,7 +631,6 @@ static int db_init_worker(struct worker *w)
 	w->pool = pool_create(w->cfg, pool_pg_connector(), w->db_params);
 	if (!w->pool) {
 		log_errorx("cannot create the connection pool");
-		pgconn_params_free(w->db_params);
 		return -1;
 	}
 	pool_set_mirror(w->pool, &w->sb_slot->pool);
@@ -643,46 +645,64 @@ static void db_stop_worker(struct worker *w)
 	pgconn_params_free(w->db_params);
 }
 
+static int peer_init_worker(struct worker *w)
+{
+	w->allow = peer_allowlist_new(w->cfg->fcgi_web_server_addrs);
+	return 0;
+}
+
+static int room_init_worker(struct worker *w)
+{
+	struct waitroom_opts room = { .max_conns = w->cfg->workers * w->cfg->worker_threads,
+				      .kick = kick_idle_thread,
+				      .kick_arg = w };
+
+	w->room = waitroom_new(&room);
+	return w->room ? 0 : -1;
+}
+
+/* Serve until told to stop; the room's thread starts after the request
+ * threads, which it kicks. 0, or 1 when a thread could not start. */
+static int serve(struct worker *w)
+{
+	int status = 0;
+
+	if (start_threads(w) < 0 || waitroom_start(w->room) < 0)
+		status = 1;
+	else
+		wait_for_stop();
+	stop_threads(w);
+	return status;
+}
+
 int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, int slot,
 	       int64_t started_ms)
 {
 	struct worker w = { .cfg = cfg,
 			    .listen_fd = listen_fd,
-			    .slot = slot,
 			    .sb = sb,
 			    .sb_slot = &sb->slots[slot],
 			    .started_ms = started_ms,
 			    .pid = (long)getpid(),
 			    .main_tid = pthread_self() };
-	int status = 0;
+	/* A worker that cannot start with this configuration exits EX_CONFIG,
+	 * and the master does not respawn it (nginx's fatal exit). */
+	int status = EX_CONFIG;
+	bool served = false;
 
-	become_worker(cfg);
-	if (FCGX_Init() != 0) {
-		log_errorx("FCGX_Init failed");
-		return WORKER_EXIT_FATAL;
-	}
-	if (db_init_worker(&w) < 0)
-		return WORKER_EXIT_FATAL;
-	w.allow = peer_allowlist_new(cfg->fcgi_web_server_addrs);
-	struct waitroom_opts room = { .max_conns = cfg->workers * cfg->worker_threads,
-				      .kick = kick_idle_thread,
-				      .kick_arg = &w };
-	w.room = waitroom_new(&room);
-	if (!w.room) {
-		db_stop_worker(&w);
-		peer_allowlist_free(w.allow);
-		return WORKER_EXIT_FATAL;
-	}
+	become_worker();
+	if (fcgi_init_worker() < 0 || db_init_worker(&w) < 0 || peer_init_worker(&w) < 0 ||
+	    room_init_worker(&w) < 0)
+		goto out;
 	log_info("worker started slot=%d threads=%ld", slot, cfg->worker_threads);
-	/* The room's thread starts after the request threads, which it kicks. */
-	if (start_threads(&w) < 0 || waitroom_start(w.room) < 0)
-		status = 1;
-	else
-		wait_for_stop();
-	stop_threads(&w);
+	status = serve(&w);
+	served = true;
+out:
+	/* In reverse order of the chain above; each release takes NULL. */
 	waitroom_free(w.room);
-	db_stop_worker(&w);
 	peer_allowlist_free(w.allow);
-	log_info("worker stopped slot=%d requests=%ld", slot, atomic_load(&w.requests));
+	db_stop_worker(&w);
+	if (served)
+		log_info("worker stopped slot=%d requests=%ld", slot, atomic_load(&w.requests));
 	return status;
 }
