@@ -10,6 +10,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "scoreboard.h"
+#include "xalloc.h"
 
 /* The body is about 11 KB whatever WORKERS is: one allocation covers it. */
 #define METRICS_BODY_CAP 16384
@@ -36,9 +37,7 @@ static void buf_printf(struct buf *b, const char *fmt, ...)
 			return;
 		}
 		b->cap = (b->cap + (size_t)n) * 2;
-		b->p = realloc(b->p, b->cap);
-		if (!b->p)
-			abort();
+		b->p = xrealloc(b->p, b->cap);
 	}
 }
 
@@ -227,9 +226,7 @@ char *metrics_render(const struct scoreboard *sb, const struct config *cfg, size
 	struct request_totals totals;
 	struct sb_pool pool;
 
-	b.p = malloc(b.cap);
-	if (!b.p)
-		abort();
+	b.p = xmalloc(b.cap);
 	render_build_info(&b);
 	sum_requests(sb, &totals);
 	render_requests(&b, &totals);

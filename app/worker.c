@@ -286,7 +286,7 @@ static int accept_connection(struct worker *w)
 				poll(NULL, 0, 10); /* let descriptors free up instead of spinning */
 			continue;
 		}
-		if (peer_allowed(w->allow, (struct sockaddr *)&sa, len))
+		if (peer_allowed(w->allow, (struct sockaddr *)&sa))
 			return fd;
 		close(fd);
 	}
