@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <fcgi_config.h>
@@ -18,9 +19,6 @@
 #include "migrate.h"
 #include "ping.h"
 #include "sdnotify.h"
-
-#define EX_OK    0
-#define EX_USAGE 64
 
 extern char **environ;
 
