@@ -9,11 +9,8 @@
 
 struct config;
 
-enum listen_source { LISTEN_FD0, LISTEN_SYSTEMD, LISTEN_UNIX, LISTEN_TCP };
-
 struct listener {
 	int fd;
-	enum listen_source source;
 	char address[160];   /* for logs: "unix:/path", "127.0.0.1:9009", "fd:0" */
 	char unix_path[108]; /* set when we created a unix socket file (to unlink) */
 };
