@@ -31,11 +31,6 @@ void log_init(enum log_level level, enum log_format fmt)
 	format = fmt;
 }
 
-bool log_enabled(enum log_level level)
-{
-	return level >= min_level;
-}
-
 /* A field starts at a word of the form key=…, key being [a-z_][a-z0-9_]*. */
 static bool is_field_start(const char *p)
 {

@@ -42,7 +42,6 @@
 
 struct pool_conn {
 	void *handle;
-	struct pgconn_info info;
 	int64_t created_ms;
 	int64_t expires_ms;    /* jittered end of life, NEVER without one */
 	int64_t idle_since_ms; /* last returned (or connected) */
@@ -378,12 +377,11 @@ static void close_conn(struct pool *p, struct pool_conn *c, enum sb_close_reason
 	pool_unlock(p);
 }
 
-static struct pool_conn *new_conn_locked(struct pool *p, void *h, const struct pgconn_info *info)
+static struct pool_conn *new_conn_locked(struct pool *p, void *h)
 {
 	struct pool_conn *c = xcalloc(1, sizeof *c);
 	int64_t now = clock_now_ms();
 	c->handle = h;
-	c->info = *info;
 	c->created_ms = now;
 	c->idle_since_ms = now;
 	c->expires_ms = NEVER;
@@ -545,7 +543,7 @@ static int open_conn(struct pool *p, int64_t deadline_ms, struct pool_conn **out
 	pthread_mutex_lock(&p->mu);
 	p->n_opening--;
 	if (h) {
-		c = new_conn_locked(p, h, &info);
+		c = new_conn_locked(p, h);
 		p->n_in_use++;
 		wake_maintenance_locked(p); /* idle ones may be surplus now */
 	} else {
@@ -740,11 +738,6 @@ void *pool_conn_handle(const struct pool_conn *c)
 	return c->handle;
 }
 
-const struct pgconn_info *pool_conn_info(const struct pool_conn *c)
-{
-	return &c->info;
-}
-
 /* ---- maintenance thread ---- */
 
 static void maintenance_sleep_locked(struct pool *p)
@@ -815,8 +808,8 @@ static void free_pool(struct pool *p)
 	free(p);
 }
 
-struct pool *pool_create_opts(const struct pool_options *o, const struct pool_connector *connector,
-			      void *ctx)
+struct pool *pool_create(const struct pool_options *o, const struct pool_connector *connector,
+			 void *ctx)
 {
 	struct pool *p = xcalloc(1, sizeof *p);
 	p->o = *o;
@@ -841,14 +834,6 @@ struct pool *pool_create_opts(const struct pool_options *o, const struct pool_co
 fail:
 	free_pool(p);
 	return NULL;
-}
-
-struct pool *pool_create(const struct config *cfg, const struct pool_connector *connector,
-			 void *ctx)
-{
-	struct pool_options o;
-	pool_options_from_config(&o, cfg);
-	return pool_create_opts(&o, connector, ctx);
 }
 
 void pool_destroy(struct pool *p)

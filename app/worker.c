@@ -621,6 +621,7 @@ static int fcgi_init_worker(void)
 /* The pool starts empty: no connection is opened until a request needs one. */
 static int db_init_worker(struct worker *w)
 {
+	struct pool_options opts;
 	char err[256];
 
 	w->db_params = pgconn_params_new(w->cfg->database_url, err, sizeof(err));
@@ -628,7 +629,8 @@ static int db_init_worker(struct worker *w)
 		log_errorx("DATABASE_URL unusable: %s", err);
 		return -1;
 	}
-	w->pool = pool_create(w->cfg, pool_pg_connector(), w->db_params);
+	pool_options_from_config(&opts, w->cfg);
+	w->pool = pool_create(&opts, pool_pg_connector(), w->db_params);
 	if (!w->pool) {
 		log_errorx("cannot create the connection pool");
 		return -1;

@@ -7,7 +7,6 @@
 #include "config.h"
 
 void log_init(enum log_level level, enum log_format format);
-bool log_enabled(enum log_level level);
 void log_write(enum log_level level, int errnum, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -76,10 +76,8 @@ struct pool_conn;
 void pool_options_from_config(struct pool_options *o, const struct config *cfg);
 /* In the worker, after fork: starts the maintenance thread, opens nothing.
  * NULL (logged) only when the thread cannot be started. */
-struct pool *pool_create(const struct config *cfg, const struct pool_connector *connector,
+struct pool *pool_create(const struct pool_options *o, const struct pool_connector *connector,
 			 void *ctx) __attribute__((warn_unused_result));
-struct pool *pool_create_opts(const struct pool_options *o, const struct pool_connector *connector,
-			      void *ctx) __attribute__((warn_unused_result));
 /* Stops the maintenance thread and closes every pooled connection. Call once
  * no thread can acquire or release any more (request threads joined). */
 void pool_destroy(struct pool *p);
@@ -94,8 +92,6 @@ int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, st
 void pool_release(struct pool *p, struct pool_conn *c, bool broken);
 /* The connector's handle: a PGconn * with pool_pg_connector(). */
 void *pool_conn_handle(const struct pool_conn *c);
-/* Facts from when c was connected. */
-const struct pgconn_info *pool_conn_info(const struct pool_conn *c);
 
 void pool_stats(struct pool *p, struct pool_stats *out);
 struct sb_pool;

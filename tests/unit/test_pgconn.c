@@ -22,12 +22,6 @@
 #include "log.h"
 #include "pgconn.h"
 
-bool log_enabled(enum log_level level)
-{
-	(void)level;
-	return false;
-}
-
 void log_write(enum log_level level, int errnum, const char *fmt, ...)
 {
 	(void)level;
