@@ -49,13 +49,15 @@ $(BUILD)/obj $(BUILD)/tests:
 -include $(DEPS)
 
 # Unit tests: tests/unit/test_<module>.c links app/<module>.c plus the
-# neighbours named in test_<module>_SRCS (fakes live in the test file).
+# neighbours named in test_<module>_SRCS (fakes live in the test file, shared
+# fixtures in tests/unit/*_fixture.c).
 test_config_SRCS := app/config.c app/envfile.c
 test_envfile_SRCS := app/envfile.c app/config.c
 test_router_SRCS := app/router.c
 test_fcgiguard_SRCS := app/fcgiguard.c app/router.c
-test_scoreboard_SRCS := app/scoreboard.c app/router.c
-test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c app/pgconn.c app/log.c
+test_scoreboard_SRCS := app/scoreboard.c app/router.c tests/unit/sb_fixture.c
+test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c app/pgconn.c app/log.c \
+	tests/unit/sb_fixture.c
 test_retry_SRCS := app/retry.c
 test_migrate_SRCS := app/migrate.c app/retry.c
 test_pgconn_SRCS := app/pgconn.c
@@ -67,7 +69,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 .SECONDEXPANSION:
-$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $(UTIL_SRCS) $$(wildcard include/*.h) | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $(UTIL_SRCS) $$(wildcard include/*.h tests/unit/*.h) | $(BUILD)/tests
 	$(CC) $(FINAL_CFLAGS) $(CMOCKA_CFLAGS) -Wno-missing-prototypes \
 		$(filter %.c,$^) -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS) $(CMOCKA_LIBS) -lm
 

@@ -8,25 +8,8 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
+#include "sb_fixture.h"
 #include "scoreboard.h"
-
-static int setup(void **state)
-{
-	struct scoreboard *sb = scoreboard_init_master();
-
-	if (!sb)
-		return -1;
-	/* Readers visit only the slots a worker used; these tests use any. */
-	atomic_store(&sb->master.slots_used, SB_SLOTS);
-	*state = sb;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	scoreboard_free(*state);
-	return 0;
-}
 
 static void test_bucket_bounds(void **state)
 {
@@ -134,14 +117,12 @@ static void test_close_reason_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_bucket_bounds, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_request_accounting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_restart_keeps_counters_resets_gauges, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_exit_causes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sum_pool_over_slots, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_slots_used_is_a_high_water_mark, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_bucket_bounds, sb_fixture_setup, sb_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_request_accounting, sb_fixture_setup, sb_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_restart_keeps_counters_resets_gauges, sb_fixture_setup, sb_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_exit_causes, sb_fixture_setup, sb_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_sum_pool_over_slots, sb_fixture_setup, sb_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_slots_used_is_a_high_water_mark, sb_fixture_setup, sb_fixture_teardown),
 		cmocka_unit_test(test_close_reason_names),
 	};
 	return cmocka_run_group_tests_name("scoreboard", tests, NULL, NULL);
