@@ -91,11 +91,6 @@ static inline void sb_add(sb_counter *c, uint64_t n)
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-static inline void sb_gauge_add(sb_gauge *g, int64_t n)
-{
-	atomic_fetch_add_explicit(g, n, memory_order_relaxed);
-}
-
 static inline uint64_t sb_get(const sb_counter *c)
 {
 	return atomic_load_explicit(c, memory_order_relaxed);

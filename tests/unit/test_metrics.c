@@ -141,8 +141,8 @@ static void test_pool_and_bounds(void **state)
 {
 	struct scoreboard *sb = *state;
 
-	sb_gauge_add(&sb->slots[0].pool.in_use, 2);
-	sb_gauge_add(&sb->slots[1].pool.idle, 3);
+	atomic_fetch_add(&sb->slots[0].pool.in_use, 2);
+	atomic_fetch_add(&sb->slots[1].pool.idle, 3);
 	sb_add(&sb->slots[1].pool.connects_failed[DB_AUTH], 2);
 	char *body = render(sb);
 	assert_int_equal(sample(body, "neonfcgi_db_pool_connections{state=\"in_use\"}"), 2);

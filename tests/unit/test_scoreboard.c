@@ -47,8 +47,8 @@ static void test_restart_keeps_counters_resets_gauges(void **state)
 
 	scoreboard_worker_started(sb, 7, 1234, false);
 	sb_add(&s->pool.acquires, 5);
-	sb_gauge_add(&s->pool.idle, 2);
-	sb_gauge_add(&s->pool.in_use, 1);
+	atomic_fetch_add(&s->pool.idle, 2);
+	atomic_fetch_add(&s->pool.in_use, 1);
 	scoreboard_worker_exited(sb, 7, 9); /* killed by SIGKILL (wait status 9) */
 	assert_int_equal(sb_gauge_get(&s->pid), 0);
 	assert_int_equal(sb_gauge_get(&s->pool.idle), 0);
@@ -76,9 +76,9 @@ static void test_sum_pool_over_slots(void **state)
 	struct scoreboard *sb = *state;
 	struct sb_pool sum;
 
-	sb_gauge_add(&sb->slots[0].pool.idle, 2);
-	sb_gauge_add(&sb->slots[SB_SLOTS - 1].pool.idle, 1);
-	sb_gauge_add(&sb->slots[5].pool.waiting, 4);
+	atomic_fetch_add(&sb->slots[0].pool.idle, 2);
+	atomic_fetch_add(&sb->slots[SB_SLOTS - 1].pool.idle, 1);
+	atomic_fetch_add(&sb->slots[5].pool.waiting, 4);
 	sb_add(&sb->slots[0].pool.connects_failed[DB_TIMEOUT], 3);
 	sb_add(&sb->slots[9].pool.connects_failed[DB_TIMEOUT], 1);
 	sb_add(&sb->slots[9].pool.breaker_opens, 6); /* the last counter of the struct */
