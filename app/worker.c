@@ -647,6 +647,7 @@ static void db_stop_worker(struct worker *w)
 	pgconn_params_free(w->db_params);
 }
 
+/* Cannot fail: allocation aborts, and NULL means every peer is allowed. */
 static int peer_init_worker(struct worker *w)
 {
 	w->allow = peer_allowlist_new(w->cfg->fcgi_web_server_addrs);
