@@ -61,7 +61,8 @@ test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c app/pgconn.c ap
 test_retry_SRCS := app/retry.c
 test_migrate_SRCS := app/migrate.c app/retry.c
 test_pgconn_SRCS := app/pgconn.c
-test_pool_SRCS := app/pool.c app/retry.c app/pgconn.c app/scoreboard.c app/router.c
+test_pool_SRCS := app/pool.c app/pool_dial.c app/retry.c app/pgconn.c app/scoreboard.c \
+	app/router.c
 test_health_SRCS := app/health.c app/pgconn.c app/log.c
 # The utility layer (allocation, clock) is linked into every test and fuzz target.
 UTIL_SRCS := app/xalloc.c app/clock.c

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "pool_dial.h"
 #include "retry.h"
 #include "scoreboard.h"
 #include "xalloc.h"
@@ -70,28 +70,20 @@ struct pool {
 	int n_idle, n_in_use, n_opening, n_waiting;
 	int n_closing; /* detached for closing, still open: they count toward the bound */
 	struct pool_waiter *head, *tail;
-	struct retry_breaker breaker;
-	struct retry_rng rng;
-	enum db_category last_failure;
-	struct pool_stats st;        /* counters; gauges are filled in pool_stats() */
+	struct pool_dial *dial;      /* opens connections; counts the connects */
+	struct retry_rng rng;        /* lifetime jitter */
+	struct pool_stats st;        /* counters; the rest is filled in pool_stats() */
 	struct sb_pool *mirror;      /* the worker's scoreboard section, or NULL */
 	struct pool_stats published; /* counters as last added to the mirror */
 	uint64_t published_dead;     /* preping_evictions as last added to closes[dead] */
 };
 
-static void fail_with(struct db_error *err, enum db_category cat, bool transient, const char *fmt,
-		      ...) __attribute__((format(printf, 4, 5)));
-
-static void fail_with(struct db_error *err, enum db_category cat, bool transient, const char *fmt,
-		      ...)
+static void pool_timeout(struct db_error *err, const char *why)
 {
-	va_list ap;
-	err->category = cat;
-	err->transient = transient;
+	err->category = DB_POOL_TIMEOUT;
+	err->transient = true;
 	err->sqlstate[0] = '\0';
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof err->message, fmt, ap);
-	va_end(ap);
+	snprintf(err->message, sizeof err->message, "%s", why);
 }
 
 static int64_t min64(int64_t a, int64_t b)
@@ -109,7 +101,8 @@ static struct timespec abs_timespec(int64_t ms)
  * Every change of the numbers happens under the mutex, so publishing just
  * before each unlock (and before each condvar wait, which unlocks) keeps the
  * shared copy current without a lock on the reader's side. Counters are
- * published as deltas, so a respawned worker continues its slot's totals. */
+ * published as deltas, so a respawned worker continues its slot's totals.
+ * The connect counters are pool_dial's, which adds them itself. */
 
 static void add_delta(sb_counter *dst, uint64_t now, uint64_t *last)
 {
@@ -127,19 +120,12 @@ static void publish_counters_locked(struct pool *p)
 	add_delta(&m->acquire_waits, st->acquires_waited, &last->acquires_waited);
 	add_delta(&m->acquire_wait_us, st->wait_us, &last->wait_us);
 	add_delta(&m->timeouts, st->timeouts, &last->timeouts);
-	add_delta(&m->connects_ok, st->connects_ok, &last->connects_ok);
-	add_delta(&m->connect_us, st->connect_us, &last->connect_us);
-	for (int i = 0; i < DB_CATEGORY_COUNT; i++)
-		add_delta(&m->connects_failed[i], st->connects_failed[i],
-			  &last->connects_failed[i]);
-	add_delta(&m->retries, st->retries, &last->retries);
 	add_delta(&m->preping_evictions, st->preping_evictions, &last->preping_evictions);
 	add_delta(&m->closes[SB_CLOSE_IDLE], st->idle_closes, &last->idle_closes);
 	add_delta(&m->closes[SB_CLOSE_LIFETIME], st->lifetime_closes, &last->lifetime_closes);
 	add_delta(&m->closes[SB_CLOSE_OVERFLOW], st->overflow_closes, &last->overflow_closes);
 	add_delta(&m->closes[SB_CLOSE_DEAD], st->preping_evictions, &p->published_dead);
 	add_delta(&m->closes[SB_CLOSE_BROKEN], st->discards, &last->discards);
-	add_delta(&m->breaker_opens, retry_breaker_opens(&p->breaker), &last->breaker_opens);
 }
 
 static void publish_locked(struct pool *p)
@@ -151,7 +137,7 @@ static void publish_locked(struct pool *p)
 		p->n_in_use,
 		p->n_opening,
 		p->n_waiting,
-		retry_breaker_state(&p->breaker) != RETRY_BREAKER_CLOSED,
+		pool_dial_breaker_open(p->dial),
 	};
 
 	scoreboard_set_pool_gauges(p->mirror, gauges);
@@ -169,8 +155,8 @@ void pool_set_mirror(struct pool *p, struct sb_pool *mirror)
 	pthread_mutex_lock(&p->mu);
 	p->mirror = mirror;
 	p->published = p->st;
-	p->published.breaker_opens = retry_breaker_opens(&p->breaker);
 	p->published_dead = p->st.preping_evictions;
+	pool_dial_set_mirror(p->dial, mirror);
 	pool_unlock(p);
 }
 
@@ -395,142 +381,6 @@ static struct pool_conn *new_conn_locked(struct pool *p, void *h)
 	return c;
 }
 
-static void *try_connect(struct pool *p, enum retry_verdict v, int64_t deadline_ms,
-			 struct pgconn_info *info, struct db_error *err)
-{
-	int64_t attempt_deadline = min64(clock_now_ms() + p->o.connect_timeout_ms, deadline_ms);
-	void *h = p->c->connect(p->ctx, attempt_deadline, info, err);
-	if (!h)
-		return NULL;
-	if (retry_breaker_success(&p->breaker, v))
-		log_info("db circuit breaker closed");
-	pthread_mutex_lock(&p->mu);
-	p->st.connects_ok++;
-	p->st.connect_us += (uint64_t)(info->connect_ms * 1000.0);
-	if (p->mirror) {
-		int b = scoreboard_bucket((int64_t)(info->connect_ms * 1000.0));
-		if (b < SB_DURATION_BUCKETS)
-			sb_add(&p->mirror->connect_buckets[b], 1);
-	}
-	pool_unlock(p);
-	return h;
-}
-
-static void log_connect_failure(const struct pool *p, int attempt, const struct db_error *err,
-				int64_t wait, bool opened)
-{
-	const char *cat = db_category_name(err->category);
-	if (wait >= 0)
-		log_warnx("db connect failed category=%s attempt=%d sqlstate=%s reason=\"%s\" "
-			  "next_backoff_ms=%lld",
-			  cat, attempt + 1, err->sqlstate, err->message, (long long)wait);
-	else
-		log_warnx("db connect failed category=%s attempt=%d sqlstate=%s reason=\"%s\" "
-			  "retry=no transient=%s",
-			  cat, attempt + 1, err->sqlstate, err->message,
-			  err->transient ? "yes" : "no");
-	if (opened)
-		log_warnx("db circuit breaker open failures=%d cooldown_ms=%lld",
-			  p->o.breaker_threshold, (long long)p->o.breaker_cooldown_ms);
-}
-
-static void breaker_denied(struct pool *p, struct db_error *err)
-{
-	pthread_mutex_lock(&p->mu);
-	p->st.breaker_rejects++;
-	enum db_category last = p->last_failure;
-	pool_unlock(p);
-	fail_with(err, DB_CIRCUIT_OPEN, true,
-		  "circuit breaker open after repeated connect failures (last: %s)",
-		  db_category_name(last));
-	err->cause = last;
-}
-
-/* One connect_with_retry() call: what retry_run()'s callbacks share. */
-struct connect_try {
-	struct pool *p;
-	int64_t deadline_ms;
-	struct pgconn_info *info;
-	struct db_error *err;
-	void *handle; /* the connection, once an attempt succeeded */
-	/* The backoff's jitter: the pool's RNG is under its mutex, so a call
-	 * that fails draws its own seed from it once, under the lock. */
-	struct retry_rng rng;
-	bool rng_seeded;
-};
-
-/* Counts a failed attempt; true when it opened the breaker. */
-static bool count_failure(struct connect_try *t, enum retry_verdict v)
-{
-	struct pool *p = t->p;
-	const struct db_error *err = t->err;
-	/* Only transient failures trip the breaker: a permanent one (wrong
-	 * password, database missing) is never retried anyway, so each caller
-	 * costs the server one attempt and keeps getting the true category. A
-	 * half-open probe must be answered either way. */
-	bool opened = (err->transient || v == RETRY_PROBE) && retry_breaker_failure(&p->breaker, v);
-	unsigned cat = (unsigned)err->category < DB_CATEGORY_COUNT ? err->category : DB_UNREACHABLE;
-
-	pthread_mutex_lock(&p->mu);
-	p->st.connects_failed[cat]++;
-	p->last_failure = (enum db_category)cat;
-	if (!t->rng_seeded) {
-		retry_rng_seed(&t->rng, retry_rng_next(&p->rng));
-		t->rng_seeded = true;
-	}
-	pool_unlock(p);
-	return opened;
-}
-
-/* One attempt, the breaker asked first. RETRY_AGAIN only after a transient
- * failure that left the breaker closed; connect_failed() then counts and logs
- * it with the backoff retry_run() chose. */
-static enum retry_step connect_attempt(void *arg, int attempt)
-{
-	struct connect_try *t = arg;
-
-	if (clock_now_ms() >= t->deadline_ms) {
-		fail_with(t->err, DB_TIMEOUT, true, "no time left to connect");
-		return RETRY_DONE;
-	}
-	enum retry_verdict v = retry_breaker_allow(&t->p->breaker);
-	if (v == RETRY_DENY) {
-		breaker_denied(t->p, t->err);
-		return RETRY_DONE;
-	}
-	t->handle = try_connect(t->p, v, t->deadline_ms, t->info, t->err);
-	if (t->handle)
-		return RETRY_DONE;
-	bool opened = count_failure(t, v);
-	if (t->err->transient && !opened)
-		return RETRY_AGAIN;
-	log_connect_failure(t->p, attempt, t->err, -1, opened);
-	return RETRY_DONE;
-}
-
-static void connect_failed(void *arg, int attempt, int64_t wait_ms)
-{
-	struct connect_try *t = arg;
-
-	if (wait_ms >= 0) {
-		pthread_mutex_lock(&t->p->mu);
-		t->p->st.retries++;
-		pool_unlock(t->p);
-	}
-	log_connect_failure(t->p, attempt, t->err, wait_ms, false);
-}
-
-/* Transient failures are retried with full-jitter backoff, never past the
- * deadline; every attempt asks the breaker first. Runs without the mutex. */
-static void *connect_with_retry(struct pool *p, int64_t deadline_ms, struct pgconn_info *info,
-				struct db_error *err)
-{
-	struct connect_try t = { .p = p, .deadline_ms = deadline_ms, .info = info, .err = err };
-
-	retry_run(&p->o.retry, &t.rng, deadline_ms, connect_attempt, connect_failed, &t);
-	return t.handle;
-}
-
 /* The caller holds an opening slot; connect outside the mutex, then turn
  * the slot into an in-use connection, or pass it on to a waiter. */
 static int open_conn(struct pool *p, int64_t deadline_ms, struct pool_conn **out,
@@ -538,7 +388,7 @@ static int open_conn(struct pool *p, int64_t deadline_ms, struct pool_conn **out
 {
 	struct pgconn_info info = { 0 };
 	struct pool_conn *c = NULL;
-	void *h = connect_with_retry(p, deadline_ms, &info, err);
+	void *h = pool_dial_connect(p->dial, deadline_ms, &info, err);
 
 	pthread_mutex_lock(&p->mu);
 	p->n_opening--;
@@ -585,8 +435,7 @@ static int wait_turn_locked(struct pool *p, int64_t deadline_ms, struct pool_con
 		return w.conn ? 1 : 0;
 	}
 	p->st.timeouts++;
-	fail_with(err, DB_POOL_TIMEOUT, true, "%s",
-		  p->stopping ? "pool is shutting down" : "no connection free in time");
+	pool_timeout(err, p->stopping ? "pool is shutting down" : "no connection free in time");
 	return -1;
 }
 
@@ -596,7 +445,7 @@ static int checkout_locked(struct pool *p, int64_t deadline_ms, struct pool_conn
 {
 	if (p->stopping) {
 		p->st.timeouts++;
-		fail_with(err, DB_POOL_TIMEOUT, true, "pool is shutting down");
+		pool_timeout(err, "pool is shutting down");
 		return -1;
 	}
 	if (!p->head && p->n_idle > 0) {
@@ -798,7 +647,7 @@ static int start_maintenance(struct pool *p)
 
 static void free_pool(struct pool *p)
 {
-	retry_breaker_destroy(&p->breaker);
+	pool_dial_free(p->dial);
 	pthread_cond_destroy(&p->maint_cv);
 	pthread_condattr_destroy(&p->cattr);
 	pthread_mutex_destroy(&p->mu);
@@ -824,10 +673,17 @@ struct pool *pool_create(const struct pool_options *o, const struct pool_connect
 	/* Deadlines are monotonic; a wall-clock step must not stretch a wait. */
 	pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->maint_cv, &p->cattr);
-	retry_breaker_init(&p->breaker, o->breaker_threshold, o->breaker_cooldown_ms, NULL, NULL);
 	retry_rng_seed(&p->rng, o->seed ? o->seed
 					: (uint64_t)getpid() << 32 ^ (uint64_t)clock_now_us() ^
 					      (uint64_t)(uintptr_t)p);
+	struct pool_dial_options dial = {
+		.connect_timeout_ms = o->connect_timeout_ms,
+		.retry = o->retry,
+		.breaker_threshold = o->breaker_threshold,
+		.breaker_cooldown_ms = o->breaker_cooldown_ms,
+		.seed = retry_rng_next(&p->rng),
+	};
+	p->dial = pool_dial_new(connector, ctx, &dial);
 	if (start_maintenance(p) < 0)
 		goto fail;
 	return p;
@@ -869,6 +725,14 @@ void pool_stats(struct pool *p, struct pool_stats *out)
 	out->waiting = p->n_waiting;
 	out->max = max_conns(p);
 	pool_unlock(p);
-	out->breaker_state = (int)retry_breaker_state(&p->breaker);
-	out->breaker_opens = retry_breaker_opens(&p->breaker);
+
+	struct pool_dial_stats d;
+	pool_dial_stats(p->dial, &d);
+	out->connects_ok = d.connects_ok;
+	out->connect_us = d.connect_us;
+	memcpy(out->connects_failed, d.connects_failed, sizeof out->connects_failed);
+	out->retries = d.retries;
+	out->breaker_rejects = d.breaker_rejects;
+	out->breaker_opens = d.breaker_opens;
+	out->breaker_state = d.breaker_state;
 }

@@ -9,24 +9,10 @@
 #include <stdint.h>
 
 #include "pgconn.h"
+#include "pool_connector.h"
 #include "retry.h"
 
 struct config;
-
-/* What the pool needs from a database driver; ctx is pool_create's ctx.
- * pool_pg_connector() is the real one, the unit tests use a fake. */
-struct pool_connector {
-	/* Open one connection, never blocking past deadline_ms; NULL with err. */
-	void *(*connect)(void *ctx, int64_t deadline_ms, struct pgconn_info *info,
-			 struct db_error *err);
-	void (*close)(void *ctx, void *conn);
-	/* Cheap check, no round trip (socket EOF, pending FATAL). */
-	bool (*looks_alive)(void *ctx, void *conn);
-	/* Round trip bounded by deadline_ms; 0 when the server answered. */
-	int (*ping)(void *ctx, void *conn, int64_t deadline_ms, struct db_error *err);
-	/* Connection healthy and outside any transaction (PQTRANS_IDLE). */
-	bool (*is_idle_txn)(void *ctx, void *conn);
-};
 
 /* The pool's knobs in milliseconds; pool_options_from_config() maps
  * DESIGN.md §2's variables onto them, tests set them directly. 0 disables

@@ -3,7 +3,7 @@
 #ifndef NEONFCGI_POOL_PG_H
 #define NEONFCGI_POOL_PG_H
 
-#include "pool.h"
+#include "pool_connector.h"
 
 /* Its ctx is the struct pgconn_params * the connections are opened with; a
  * connection handle is a PGconn *. */

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "pool.h"
 #include "retry.h"
+#include "scoreboard.h"
 #include "xalloc.h"
 
 /* ---- log fakes: keep the lines so tests can look for events ---- */
@@ -1086,6 +1087,45 @@ static void connect_runs_outside_the_mutex(void **state)
 	destroy_pool(state);
 }
 
+/* The worker's scoreboard section follows the pool: gauges as they stand,
+ * counters (the connect ones kept by pool_dial) as they grow. */
+static void mirror_counts_what_the_pool_does(void **state)
+{
+	struct pool_options o = opts();
+	o.breaker_threshold = 2;
+	struct pool *p = make_pool(state, &o);
+	struct sb_pool *m = xcalloc(1, sizeof *m);
+	pool_set_mirror(p, m);
+	script(DB_UNREACHABLE, true);
+	struct pool_conn *c = get(p); /* a failure, a retry, a connect */
+	assert_int_equal(sb_gauge_get(&m->in_use), 1);
+	assert_int_equal(sb_get(&m->acquires), 1);
+	assert_int_equal(sb_get(&m->connects_ok), 1);
+	assert_int_equal(sb_get(&m->connect_us), 1000); /* the fake's 1.0 ms */
+	assert_int_equal(sb_get(&m->connect_buckets[scoreboard_bucket(1000)]), 1);
+	assert_int_equal(sb_get(&m->connects_failed[DB_UNREACHABLE]), 1);
+	assert_int_equal(sb_get(&m->retries), 1);
+	pool_release(p, c, true); /* broken: closed */
+	assert_true(fake_wait_at_least(&F.closes, 1, 2000));
+	assert_int_equal(sb_gauge_get(&m->in_use), 0);
+	assert_int_equal(sb_get(&m->closes[SB_CLOSE_BROKEN]), 1);
+	F.otherwise = (struct scripted){ DB_UNREACHABLE, true };
+	struct db_error err;
+	/* Two failures in a row, the first one retried, open the breaker. */
+	assert_int_equal(pool_acquire(p, in_ms(5000), &c, &err), -1);
+	assert_int_equal(pool_acquire(p, in_ms(5000), &c, &err), -1);
+	assert_int_equal(err.category, DB_CIRCUIT_OPEN);
+	assert_int_equal(sb_gauge_get(&m->breaker_open), 1);
+	assert_int_equal(sb_get(&m->breaker_opens), 1);
+	struct pool_stats s = stats(p);
+	assert_int_equal(sb_get(&m->connects_failed[DB_UNREACHABLE]),
+			 s.connects_failed[DB_UNREACHABLE]);
+	assert_int_equal(sb_get(&m->retries), s.retries);
+	assert_int_equal(sb_get(&m->acquires), s.acquires);
+	destroy_pool(state);
+	free(m);
+}
+
 /* ---- concurrency ---- */
 
 struct hammer {
@@ -1166,6 +1206,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(breaker_opens_fails_fast_then_recovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(half_open_lets_one_probe_through, setup, teardown),
 		cmocka_unit_test_setup_teardown(connect_runs_outside_the_mutex, setup, teardown),
+		cmocka_unit_test_setup_teardown(mirror_counts_what_the_pool_does, setup, teardown),
 		cmocka_unit_test_setup_teardown(many_threads_never_exceed_bound, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
