@@ -14,7 +14,7 @@
 #define SERVICE_ID "neonfcgi"
 /* A tripped breaker half-opens after about two seconds; other failures may
  * clear on the next try. */
-#define RETRY_AFTER_S 1
+#define RETRY_AFTER_S         1
 #define RETRY_AFTER_BREAKER_S 2
 
 /* The bodies are formatted straight into a fixed buffer. Through jansson,
@@ -197,8 +197,8 @@ char *health_db_body(const struct health_db_check *chk, const struct health_pool
 		put_str(&o, false, "output", db_category_name(chk->category));
 		/* Behind an open breaker category holds the cause that opened it. */
 		*retry_after = chk->circuit_open || chk->category == DB_CIRCUIT_OPEN
-				       ? RETRY_AFTER_BREAKER_S
-				       : RETRY_AFTER_S;
+				   ? RETRY_AFTER_BREAKER_S
+				   : RETRY_AFTER_S;
 	}
 	if (details != HEALTH_DETAILS_MINIMAL) {
 		put_str(&o, false, "serviceId", SERVICE_ID);

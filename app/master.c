@@ -179,11 +179,11 @@ static void reap_one(struct master *m, pid_t pid, int status)
 		int64_t lived = clock_now_ms() - s->started_ms;
 		bool expected = s->stopping || m->stopping || s->generation != m->generation;
 		if (expected || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
-			log_info("worker exited worker_pid=%d slot=%d %s uptime_s=%lld", (int)pid, i, how,
-				 (long long)(lived / 1000));
+			log_info("worker exited worker_pid=%d slot=%d %s uptime_s=%lld", (int)pid,
+				 i, how, (long long)(lived / 1000));
 		else
-			log_warnx("worker died worker_pid=%d slot=%d %s uptime_s=%lld", (int)pid, i, how,
-				  (long long)(lived / 1000));
+			log_warnx("worker died worker_pid=%d slot=%d %s uptime_s=%lld", (int)pid, i,
+				  how, (long long)(lived / 1000));
 		s->pid = 0;
 		scoreboard_worker_exited(m->sb, i, status);
 		if (!expected) {

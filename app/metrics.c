@@ -68,8 +68,8 @@ static void sum_requests(const struct scoreboard *sb, struct request_totals *t)
 		for (int r = 0; r < ROUTE_COUNT; r++) {
 			const struct sb_slot *s = &sb->slots[i];
 			for (int k = 0; k < SB_DURATION_BUCKETS; k++)
-				t->buckets[r][k] += atomic_load_explicit(
-				    &s->duration_buckets[r][k], memory_order_acquire);
+				t->buckets[r][k] += atomic_load_explicit(&s->duration_buckets[r][k],
+									 memory_order_acquire);
 			t->us[r] += sb_get(&s->duration_us[r]);
 		}
 	for (int i = 0; i < used; i++)

@@ -133,11 +133,7 @@ static void publish_locked(struct pool *p)
 	if (!p->mirror)
 		return;
 	const int64_t gauges[] = {
-		p->n_idle,
-		p->n_in_use,
-		p->n_opening,
-		p->n_waiting,
-		pool_dial_breaker_open(p->dial),
+		p->n_idle, p->n_in_use, p->n_opening, p->n_waiting, pool_dial_breaker_open(p->dial),
 	};
 
 	scoreboard_set_pool_gauges(p->mirror, gauges);
@@ -194,7 +190,8 @@ void pool_options_from_config(struct pool_options *o, const struct config *cfg)
 		.idle_timeout_ms = (int64_t)cfg->db_idle_timeout_s * 1000,
 		.max_lifetime_ms = (int64_t)cfg->db_max_lifetime_s * 1000,
 		.connect_timeout_ms = cfg->db_connect_timeout_ms,
-		.retry = retry_connect_policy((int)cfg->db_retry_attempts, cfg->db_retry_backoff_ms),
+		.retry =
+		    retry_connect_policy((int)cfg->db_retry_attempts, cfg->db_retry_backoff_ms),
 		.breaker_threshold = BREAKER_THRESHOLD,
 		.breaker_cooldown_ms = BREAKER_COOLDOWN_MS,
 		.seed = 0,

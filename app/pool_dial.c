@@ -106,9 +106,8 @@ static void *try_connect(struct pool_dial *d, enum retry_verdict v, int64_t dead
 			 struct pgconn_info *info, struct db_error *err)
 {
 	int64_t attempt_deadline = clock_now_ms() + d->o.connect_timeout_ms;
-	void *h = d->c->connect(d->ctx, attempt_deadline < deadline_ms ? attempt_deadline
-								      : deadline_ms,
-				info, err);
+	void *h = d->c->connect(
+	    d->ctx, attempt_deadline < deadline_ms ? attempt_deadline : deadline_ms, info, err);
 	if (!h)
 		return NULL;
 	if (retry_breaker_success(&d->breaker, v))

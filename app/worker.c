@@ -196,9 +196,7 @@ static void dispatch(struct worker *w, const struct route_match *m, struct respo
 		r->body = health_live_body((long)((clock_now_ms() - w->started_ms) / 1000), w->pid,
 					   &r->len);
 		break;
-	case ROUTE_HEALTH_DB:
-		respond_health_db(w, r);
-		break;
+	case ROUTE_HEALTH_DB: respond_health_db(w, r); break;
 	case ROUTE_METRICS:
 		r->status = 200;
 		r->content_type = METRICS_CONTENT_TYPE;
@@ -408,7 +406,8 @@ static void close_after_peer(struct waitroom *room, int fd)
 	if (poll(&p, 1, CLOSE_WAIT_MS) == 1) {
 		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		if (n == 0 ||
+		    (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
 			close(fd); /* closed (or reset) by the peer */
 			return;
 		}

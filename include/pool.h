@@ -28,7 +28,7 @@ struct pool_options {
 	int64_t max_lifetime_ms;    /* DB_MAX_LIFETIME_S, up to 10% less by jitter */
 	int64_t connect_timeout_ms; /* DB_CONNECT_TIMEOUT_MS */
 	struct retry_policy retry;  /* DB_RETRY_ATTEMPTS, DB_RETRY_BACKOFF_MS */
-	int breaker_threshold; /* consecutive connect failures that open it */
+	int breaker_threshold;      /* consecutive connect failures that open it */
 	int64_t breaker_cooldown_ms;
 	uint64_t seed; /* jitter RNG; 0 = from pid and time */
 };

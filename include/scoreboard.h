@@ -15,7 +15,7 @@
 #define SB_SLOTS            512 /* as many as the master can have: 2 × WORKERS max (reload overlap) */
 #define SB_STATUS_CLASSES   5 /* 1xx … 5xx */
 #define SB_DURATION_BUCKETS 12
-#define SB_POOL_GAUGES 5 /* idle, in_use, opening, waiting, breaker_open */
+#define SB_POOL_GAUGES      5 /* idle, in_use, opening, waiting, breaker_open */
 
 /* Why the pool closed a connection. */
 enum sb_close_reason {

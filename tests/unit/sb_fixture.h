@@ -5,5 +5,7 @@
 
 int sb_fixture_setup(void **state);
 int sb_fixture_teardown(void **state);
+/* A cmocka test run with the fixture. */
+#define SB_FIXTURE_TEST(f) cmocka_unit_test_setup_teardown(f, sb_fixture_setup, sb_fixture_teardown)
 
 #endif

@@ -35,6 +35,8 @@ struct db_case {
 	int min_retry_after; /* 0: no Retry-After */
 };
 
+/* One case a row, as the struct reads. */
+/* clang-format off */
 static const struct db_case cases[] = {
 	{ "pass", true, DB_OK, false, { .idle = 2, .in_use = 1, .max = 16 }, HEALTH_DETAILS_FULL,
 	  "pass", 200, NULL, "pass", 0 },
@@ -63,6 +65,7 @@ static const struct db_case cases[] = {
 	{ "minimal_fail", false, DB_AUTH, false, { .max = 16 }, HEALTH_DETAILS_MINIMAL, "fail", 503,
 	  "auth", NULL, 1 },
 };
+/* clang-format on */
 
 static json_t *body_of(const struct db_case *c, int *http_status, int *retry_after)
 {

@@ -180,8 +180,9 @@ static void stale_socket_that_cannot_be_removed_is_reported(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_true(n > 0);
 	got[n] = '\0';
-	snprintf(want, sizeof(want), "-1 API_SOCKET=\"%s\": cannot remove the stale socket file: %s",
-		 f->path, strerror(EACCES));
+	snprintf(want, sizeof(want),
+		 "-1 API_SOCKET=\"%s\": cannot remove the stale socket file: %s", f->path,
+		 strerror(EACCES));
 	assert_string_equal(got, want);
 	assert_int_equal(access(f->path, F_OK), 0); /* still there */
 }

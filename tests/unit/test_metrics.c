@@ -125,15 +125,19 @@ static void test_requests_sum_over_slots(void **state)
 		scoreboard_request(&sb->slots[i % 4], ROUTE_HEALTH, 200, 150 * i);
 	scoreboard_request(&sb->slots[300], ROUTE_HEALTH, 503, 5000000);
 	char *body = render(sb);
-	assert_int_equal(sample(body, "neonfcgi_requests_total{route=\"health\",status=\"2xx\"}"), 10);
-	assert_int_equal(sample(body, "neonfcgi_requests_total{route=\"health\",status=\"5xx\"}"), 1);
-	assert_int_equal(sample(body, "neonfcgi_request_duration_seconds_count{route=\"health\"}"), 11);
+	assert_int_equal(sample(body, "neonfcgi_requests_total{route=\"health\",status=\"2xx\"}"),
+			 10);
+	assert_int_equal(sample(body, "neonfcgi_requests_total{route=\"health\",status=\"5xx\"}"),
+			 1);
+	assert_int_equal(sample(body, "neonfcgi_request_duration_seconds_count{route=\"health\"}"),
+			 11);
 	assert_int_equal(
-		sample(body, "neonfcgi_request_duration_seconds_bucket{route=\"health\",le=\"+Inf\"}"),
-		11);
+	    sample(body, "neonfcgi_request_duration_seconds_bucket{route=\"health\",le=\"+Inf\"}"),
+	    11);
 	assert_int_equal(
-		sample(body, "neonfcgi_request_duration_seconds_bucket{route=\"health\",le=\"0.0005\"}"),
-		4);
+	    sample(body,
+		   "neonfcgi_request_duration_seconds_bucket{route=\"health\",le=\"0.0005\"}"),
+	    4);
 	free(body);
 }
 
@@ -149,16 +153,17 @@ static void test_pool_and_bounds(void **state)
 	assert_int_equal(sample(body, "neonfcgi_db_pool_connections{state=\"idle\"}"), 3);
 	assert_int_equal(sample(body, "neonfcgi_db_pool_max_connections"), 16);
 	assert_int_equal(sample(body, "neonfcgi_db_connects_total{result=\"auth\"}"), 2);
-	assert_non_null(strstr(body, "neonfcgi_build_info{version=\"" NEONFCGI_VERSION "\",libpq="));
+	assert_non_null(
+	    strstr(body, "neonfcgi_build_info{version=\"" NEONFCGI_VERSION "\",libpq="));
 	free(body);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_every_family_has_help_and_type, sb_fixture_setup, sb_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_requests_sum_over_slots, sb_fixture_setup, sb_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_pool_and_bounds, sb_fixture_setup, sb_fixture_teardown),
+		SB_FIXTURE_TEST(test_every_family_has_help_and_type),
+		SB_FIXTURE_TEST(test_requests_sum_over_slots),
+		SB_FIXTURE_TEST(test_pool_and_bounds),
 	};
 	return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }

@@ -23,8 +23,8 @@ static struct {
 
 static PGconn *const FAKE_CONN = (PGconn *)(uintptr_t)0x1000;
 
-PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms,
-		       struct pgconn_info *info, struct db_error *err)
+PGconn *pgconn_connect(const struct pgconn_params *p, int64_t deadline_ms, struct pgconn_info *info,
+		       struct db_error *err)
 {
 	(void)err;
 	seen.connects++;

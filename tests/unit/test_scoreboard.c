@@ -15,7 +15,7 @@ static void test_bucket_bounds(void **state)
 {
 	(void)state;
 	assert_int_equal(scoreboard_bucket(0), 0);
-	assert_int_equal(scoreboard_bucket(500), 0);  /* le=0.0005 is inclusive */
+	assert_int_equal(scoreboard_bucket(500), 0); /* le=0.0005 is inclusive */
 	assert_int_equal(scoreboard_bucket(501), 1);
 	assert_int_equal(scoreboard_bucket(1000), 1);
 	assert_int_equal(scoreboard_bucket(2500000), SB_DURATION_BUCKETS - 1);
@@ -117,12 +117,12 @@ static void test_close_reason_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_bucket_bounds, sb_fixture_setup, sb_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_request_accounting, sb_fixture_setup, sb_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_restart_keeps_counters_resets_gauges, sb_fixture_setup, sb_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_exit_causes, sb_fixture_setup, sb_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_sum_pool_over_slots, sb_fixture_setup, sb_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_slots_used_is_a_high_water_mark, sb_fixture_setup, sb_fixture_teardown),
+		SB_FIXTURE_TEST(test_bucket_bounds),
+		SB_FIXTURE_TEST(test_request_accounting),
+		SB_FIXTURE_TEST(test_restart_keeps_counters_resets_gauges),
+		SB_FIXTURE_TEST(test_exit_causes),
+		SB_FIXTURE_TEST(test_sum_pool_over_slots),
+		SB_FIXTURE_TEST(test_slots_used_is_a_high_water_mark),
 		cmocka_unit_test(test_close_reason_names),
 	};
 	return cmocka_run_group_tests_name("scoreboard", tests, NULL, NULL);
