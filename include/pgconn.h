@@ -68,10 +68,6 @@ bool pgconn_looks_alive(PGconn *c);
 /* PQfinish, after which c is gone. */
 void pgconn_close(PGconn *c);
 
-/* The pool's connector over this module (see pool.h); its ctx is the
- * struct pgconn_params * the connections are opened with. */
-struct pool_connector;
-const struct pool_connector *pgconn_connector(void);
 /* Classify a failed connection attempt from libpq's error text (SQLSTATE
  * when the text carries one, else wording); err->message is our own
  * description, never libpq's text. Pure; exposed for the unit tests. */
