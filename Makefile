@@ -59,7 +59,7 @@ SRCS := $(wildcard app/*.c)
 OBJS := $(patsubst app/%.c,$(BUILD)/obj/%.o,$(SRCS))
 DEPS := $(OBJS:.o=.d)
 
-.PHONY: all deps check unit integration run install clean valgrind bench lint fuzz
+.PHONY: all deps check unit integration run install clean valgrind bench lint fuzz deb
 all: $(BUILD)/neonfcgi
 
 $(BUILD)/obj/%.o: app/%.c | $(BUILD)/obj
@@ -225,3 +225,12 @@ fuzz: fuzz-bins
 fuzz-check: fuzz-bins
 	@FUZZ_SEED=1 scripts/run-fuzz.sh $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
 
+# Debian package (debian/): built by dpkg-buildpackage -b -us -uc in a copy of
+# the tree under DEB_DIR, so the .deb and its .changes land in DEB_DIR
+# (build/deb/ by default) and the package's `make clean` never touches build/.
+# Then lintian, which fails on errors. Installs dpkg-dev, debhelper and lintian
+# first (scripts/deps.sh deb).
+DEB_DIR ?= build/deb
+deb:
+	@scripts/deps.sh deb
+	@scripts/deb.sh --lintian $(DEB_DIR)
