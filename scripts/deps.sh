@@ -15,7 +15,8 @@
 # scripts/dev-db.sh finds the server's version under /usr/lib/postgresql.
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config libfcgi-dev libpq-dev libjansson-dev libssl-dev)
+# libc6-dev: the C library's headers, only a Recommends of gcc.
+build_pkgs=(gcc libc6-dev make pkg-config libfcgi-dev libpq-dev libjansson-dev libssl-dev)
 run_pkgs=(postgresql postgresql-client nginx curl openssl iproute2 procps)
 # libclang-rt-dev: the libFuzzer and sanitizer runtimes of clang, only a
 # Recommends of clang (and we install without Recommends).

@@ -7,7 +7,7 @@
 # silenced inline (// cppcheck-suppress ID) with the reason beside it.
 # clang-tidy: the checks in .clang-tidy, where each exclusion is explained.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 cppcheck=${CPPCHECK:-cppcheck}
 tidy=${CLANG_TIDY:-clang-tidy}
 clang=${CLANG:-clang}
