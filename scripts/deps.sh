@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libfcgi-dev libpq-dev libjansson-dev libcmocka-dev libssl-dev)
 test_pkgs=(postgresql-15 postgresql-client-15 nginx lighttpd pgbouncer curl spawn-fcgi
-           openssl iproute2 iptables procps wrk python3 python3-prometheus-client jq
+           openssl ca-certificates iproute2 iptables procps wrk python3 python3-prometheus-client jq
            valgrind cppcheck clang clang-tidy apache2 libapache2-mod-fcgid systemd
            man-db groff-base)
 bench_pkgs=(wrk postgresql-contrib)
