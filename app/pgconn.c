@@ -89,22 +89,15 @@ static bool passed_through(const PQconninfoOption *o, const struct conninfo_ca *
 /* DESIGN.md §5: verify-ca/verify-full without a root certificate would make
  * libpq look for ~/.postgresql/root.crt, which a service account does not
  * have, and libpq before 16 reads sslrootcert=system as a file named
- * "system"; on every version, the system bundle is named explicitly. */
-static int params_add_ca(struct pgconn_params *p, const struct conninfo_ca *ca, char *err,
-			 size_t errlen)
+ * "system"; on every version, the system bundle is named explicitly. With
+ * none found (check-config refuses that over TCP; a unix socket ignores
+ * sslmode), libpq keeps its default, ~/.postgresql/root.crt. */
+static void params_add_ca(struct pgconn_params *p, const struct conninfo_ca *ca)
 {
 	if (ca->implied_verify_full)
 		params_add(p, "sslmode", "verify-full");
-	if (!ca->system || !ca->verify)
-		return 0;
-	if (ca->file[0] == '\0') {
-		snprintf(err, errlen,
-			 "DATABASE_URL: no system CA bundle found to verify the server; set "
-			 "SSL_CERT_FILE or sslrootcert, or install ca-certificates");
-		return -1;
-	}
-	params_add(p, "sslrootcert", ca->file);
-	return 0;
+	if (ca->system && ca->verify && ca->file[0] != '\0')
+		params_add(p, "sslrootcert", ca->file);
 }
 
 struct pgconn_params *pgconn_params_new(const char *database_url, char *err, size_t errlen)
@@ -128,10 +121,7 @@ struct pgconn_params *pgconn_params_new(const char *database_url, char *err, siz
 		if (passed_through(o, &ca))
 			params_add(p, o->keyword, o->val);
 	conninfo_free(opts);
-	if (params_add_ca(p, &ca, err, errlen) < 0) {
-		pgconn_params_free(p);
-		return NULL;
-	}
+	params_add_ca(p, &ca);
 	return p;
 }
 
