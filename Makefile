@@ -77,10 +77,11 @@ $(BUILD)/obj $(BUILD)/tests:
 # neighbours named in test_<module>_SRCS (fakes live in the test file, shared
 # fixtures in tests/unit/*_fixture.c).
 # A module with the modules below it that it links against.
-CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c
+CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c app/pqopts.c app/cabundle.c
 PGCONN_SRCS := app/pgconn.c app/dberror.c app/resolve.c $(CONNINFO_SRCS)
 test_config_SRCS := app/config.c app/envfile.c $(CONNINFO_SRCS)
-test_conninfo_SRCS := $(CONNINFO_SRCS)
+# cabundle is faked in test_conninfo.c: which bundle "exists" is the test's.
+test_conninfo_SRCS := $(filter-out app/cabundle.c,$(CONNINFO_SRCS))
 test_envfile_SRCS := app/envfile.c app/problems.c
 test_router_SRCS := app/router.c
 test_fcgiguard_SRCS := app/fcgiguard.c app/router.c

@@ -92,7 +92,8 @@ static const struct var vars[] = {
 	    "set only in the environment; empty: read none"),
 	STR("DATABASE_URL", VF_REQUIRED | VF_SECRET, NULL, database_url, check_database_url,
 	    CONNINFO_FORMS " naming host, dbname and user; sslmode=require, verify-ca or "
-			   "verify-full (a unix-socket host is exempt)"),
+			   "verify-full (a unix-socket host is exempt); options the linked libpq "
+			   "knows, with valid values"),
 	STR("API_HOST", 0, "127.0.0.1", api_host, check_api_host,
 	    "IP address or resolvable name to listen on; a non-loopback address requires "
 	    "FCGI_WEB_SERVER_ADDRS"),
@@ -128,18 +129,20 @@ static const struct var vars[] = {
 	    "close connections idle longer (0 = never)"),
 	INT("DB_MAX_LIFETIME_S", 0, 86400, "1800", db_max_lifetime_s,
 	    "recycle older connections, with jitter (0 = never)"),
+	/* A Neon compute wakes in 0.5-5 s, and an attempt outlives the request
+	 * that started it (DESIGN.md §5): long enough for a wake-up. */
 	INT("DB_CONNECT_TIMEOUT_MS", 100, 60000, "5000", db_connect_timeout_ms,
 	    "deadline of one connection attempt, name resolution included"),
 	INT("DB_RETRY_ATTEMPTS", 0, 10, "3", db_retry_attempts,
 	    "retries of a transient connect failure"),
 	INT("DB_RETRY_BACKOFF_MS", 1, 10000, "100", db_retry_backoff_ms,
 	    "base delay of the exponential backoff"),
-	INT("DB_FAILURE_HOLD_MS", 0, 600000, "5000", db_failure_hold_ms,
-	    "after an auth, tls, endpoint or quota failure, answer it this long without "
-	    "connecting"),
 	{ "DB_CONNECTION_BUDGET", VAR_INT, VF_OPTIONAL, 1, 1000000, NULL, OFF(db_connection_budget),
 	  NULL, NULL,
 	  "refuse to start when WORKERS * (DB_POOL_SIZE + DB_MAX_OVERFLOW) exceeds it" },
+	INT("DB_FAILURE_HOLD_MS", 0, 600000, "5000", db_failure_hold_ms,
+	    "after a permanent failure (auth, tls, endpoint, quota), answer with it this long "
+	    "without contacting the database"),
 	INT("HEALTH_TIMEOUT_MS", 100, 30000, "1500", health_timeout_ms,
 	    "total deadline of /health/db, retries included"),
 	ENUM("HEALTH_DETAILS", health_words, "full", health_details,

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "conninfo.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
@@ -61,21 +62,48 @@ static int load_config(struct config *cfg, const struct config_source *src)
 	return EX_CONFIG;
 }
 
+/* The CA file that verifies the server, as the banner and check-config show
+ * it: "none" when sslmode does not verify. */
+static const char *ca_file_shown(const struct config *cfg, struct conninfo_ca *ca)
+{
+	if (conninfo_ca(cfg->database_url, ca) < 0 || !ca->verify || ca->file[0] == '\0')
+		return "none";
+	return ca->file;
+}
+
 static void banner(const struct config *cfg, const struct listener *l)
 {
-	char target[256];
+	char target[256], warning[512];
+	struct conninfo_ca ca;
 	int pq = PQlibVersion();
 
 	config_db_target(cfg, target, sizeof(target));
 	log_info("neonfcgi starting version=\"%s\" libpq=\"%d.%d\" jansson=\"%s\" listen=\"%s\" "
 		 "workers=%ld "
-		 "threads=%ld pool_size=%ld max_overflow=%ld max_db_connections=%ld db=\"%s\"",
+		 "threads=%ld pool_size=%ld max_overflow=%ld max_db_connections=%ld db=\"%s\" "
+		 "tls_ca=\"%s\"",
 		 NEONFCGI_VERSION, pq / 10000, pq % 10000, jansson_version_str(), l->address,
 		 cfg->workers, cfg->worker_threads, cfg->db_pool_size, cfg->db_max_overflow,
-		 config_db_bound(cfg), target);
-	if (cfg->db_sslmode_require)
-		log_warnx("sslmode=require encrypts but does not authenticate the server: "
-			  "prefer verify-full");
+		 config_db_bound(cfg), target, ca_file_shown(cfg, &ca));
+	if (conninfo_tls_warning(cfg->database_url, warning, sizeof(warning)))
+		log_warnx("%s", warning);
+}
+
+/* check-config: the effective configuration, then as comments (the output
+ * still reads as an env file) how the server will be verified. */
+static int check_config(const struct config *cfg)
+{
+	char warning[512];
+	struct conninfo_ca ca;
+	const char *file = ca_file_shown(cfg, &ca);
+
+	config_print(cfg, stdout);
+	if (ca.verify)
+		printf("# TLS: the server's certificate is verified with %s (%s)\n", file,
+		       ca.source ? ca.source : "none");
+	if (conninfo_tls_warning(cfg->database_url, warning, sizeof(warning)))
+		printf("# warning: %s\n", warning);
+	return EX_OK;
 }
 
 /* Migrations run before the socket is opened: a web server's connections
@@ -191,7 +219,7 @@ static int parse_args(int argc, char **argv, struct command_line *cl)
 static int run_tool(const struct command_line *cl, const struct config *cfg)
 {
 	switch (cl->cmd) {
-	case CMD_CHECK_CONFIG: config_print(cfg, stdout); return EX_OK;
+	case CMD_CHECK_CONFIG: return check_config(cfg);
 	case CMD_PING: log_init(cfg->log_level, cfg->log_format); return ping_run(cfg, stdout);
 	case CMD_MIGRATE:
 		log_init(cfg->log_level, cfg->log_format);

@@ -16,9 +16,6 @@
 #include "resolve.h"
 #include "xalloc.h"
 
-/* libpq 15 has no sslrootcert=system; Debian's bundle is what it would mean. */
-#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
-
 struct pgconn_params {
 	char **keywords; /* NULL-terminated, for PQconnectStartParams */
 	char **values;
@@ -46,21 +43,35 @@ const char *pgconn_params_get(const struct pgconn_params *p, const char *kw)
 	return NULL;
 }
 
-/* verify-full without a root certificate would make libpq look for
- * ~/.postgresql/root.crt, which a service account does not have. */
-static bool needs_system_ca(const struct pgconn_params *p)
+/* Options given to libpq as they are, but these: connect_timeout (our
+ * deadlines bound every connect; libpq's has a 2 s minimum and would only
+ * get in the way), and sslrootcert where the system bundle stands in
+ * (params_add_ca names the file). */
+static bool passed_through(const PQconninfoOption *o, const struct conninfo_ca *ca)
 {
-	const char *mode = pgconn_params_get(p, "sslmode");
-	if (!mode)
-		mode = getenv("PGSSLMODE");
-	if (!mode || (strcmp(mode, "verify-full") != 0 && strcmp(mode, "verify-ca") != 0))
+	if (o->val == NULL || strcmp(o->keyword, "connect_timeout") == 0)
 		return false;
-	return !pgconn_params_get(p, "sslrootcert") && !getenv("PGSSLROOTCERT");
+	return !(ca->system && strcmp(o->keyword, "sslrootcert") == 0);
+}
+
+/* DESIGN.md §5: verify-ca/verify-full without a root certificate would make
+ * libpq look for ~/.postgresql/root.crt, which a service account does not
+ * have, and libpq before 16 reads sslrootcert=system as a file named
+ * "system"; on every version, the system bundle is named explicitly. With
+ * none found (check-config refuses that over TCP; a unix socket ignores
+ * sslmode), libpq keeps its default, ~/.postgresql/root.crt. */
+static void params_add_ca(struct pgconn_params *p, const struct conninfo_ca *ca)
+{
+	if (ca->implied_verify_full)
+		params_add(p, "sslmode", "verify-full");
+	if (ca->system && ca->verify && ca->file[0] != '\0')
+		params_add(p, "sslrootcert", ca->file);
 }
 
 struct pgconn_params *pgconn_params_new(const char *database_url, char *err, size_t errlen)
 {
 	PQconninfoOption *opts = conninfo_parse(database_url);
+	struct conninfo_ca ca;
 	if (!opts) {
 		/* libpq's parse errors quote pieces of the string, which may be
 		 * the password: report only that it is invalid. */
@@ -71,17 +82,14 @@ struct pgconn_params *pgconn_params_new(const char *database_url, char *err, siz
 	for (PQconninfoOption *o = opts; o->keyword; o++)
 		count++;
 	struct pgconn_params *p = xcalloc(1, sizeof *p);
-	p->keywords = xcalloc(count + 2, sizeof *p->keywords);
-	p->values = xcalloc(count + 2, sizeof *p->values);
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		/* Our deadlines bound every connect; libpq's connect_timeout has
-		 * a 2 s minimum and would only get in the way. */
-		if (o->val && strcmp(o->keyword, "connect_timeout") != 0)
+	p->keywords = xcalloc(count + 3, sizeof *p->keywords);
+	p->values = xcalloc(count + 3, sizeof *p->values);
+	conninfo_ca_of(opts, &ca);
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (passed_through(o, &ca))
 			params_add(p, o->keyword, o->val);
-	}
-	if (needs_system_ca(p))
-		params_add(p, "sslrootcert", SYSTEM_CA_BUNDLE);
 	conninfo_free(opts);
+	params_add_ca(p, &ca);
 	return p;
 }
 

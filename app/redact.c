@@ -41,8 +41,10 @@ static int hexval(char c)
 
 /* A parameter name that may name a secret: password and sslpassword, and
  * near misses libpq refuses but an operator may have typed ("passwd", "pwd")
- * -- any case, percent-decoded as libpq does in URIs. Names too long to
- * decode here are treated as secret. */
+ * -- any case, percent-decoded as libpq does in URIs; libpq 18's
+ * oauth_client_secret and scram_client_key/scram_server_key (a SCRAM key
+ * logs in as well as the password). Names too long to decode here are
+ * treated as secret. */
 static bool key_is_secret(const char *k, size_t len, bool percent)
 {
 	char name[64];
@@ -62,7 +64,8 @@ static bool key_is_secret(const char *k, size_t len, bool percent)
 	}
 	name[o] = '\0';
 	return strstr(name, "pass") != NULL || strstr(name, "pwd") != NULL ||
-	       strstr(name, "secret") != NULL || memchr(name, '\0', o) != NULL;
+	       strstr(name, "secret") != NULL || strstr(name, "scram") != NULL ||
+	       memchr(name, '\0', o) != NULL;
 }
 
 /* URI query "a=b&password=x": libpq splits on '&' only. The query starts

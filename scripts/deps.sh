@@ -17,7 +17,7 @@ set -euo pipefail
 
 # libc6-dev: the C library's headers, only a Recommends of gcc.
 build_pkgs=(gcc libc6-dev make pkg-config libfcgi-dev libpq-dev libjansson-dev libssl-dev)
-run_pkgs=(postgresql postgresql-client nginx curl openssl iproute2 procps)
+run_pkgs=(postgresql postgresql-client nginx curl openssl ca-certificates iproute2 procps)
 # libclang-rt-dev: the libFuzzer and sanitizer runtimes of clang, only a
 # Recommends of clang (and we install without Recommends).
 test_pkgs=(libcmocka-dev lighttpd pgbouncer spawn-fcgi iptables wrk python3

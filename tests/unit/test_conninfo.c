@@ -1,6 +1,9 @@
-/* Unit tests of app/conninfo.c: the DATABASE_URL rules (one table), the
- * banner's target, quoting for problem lines, and that everything libpq
- * hands back (options, error text) is wiped before it is freed. */
+/* Unit tests of app/conninfo.c: the DATABASE_URL rules (one table), options
+ * checked against the linked libpq, the CA file that verifies the server
+ * (with a fake cabundle: which bundle exists is the test's), the
+ * sslmode=require warning, the banner's target, quoting for problem lines,
+ * and that everything libpq hands back (options, error text) is wiped
+ * before it is freed. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cabundle.h"
 #include "conninfo.h"
 #include "problems.h"
 
@@ -33,6 +37,38 @@ void PQfreemem(void *ptr)
 	free(ptr);
 }
 
+/* The fake cabundle: the system bundle found (NULL: none) and the files
+ * that are readable. */
+#define FAKE_BUNDLE "/fake/etc/ssl/bundle.pem"
+static const char *fake_bundle = FAKE_BUNDLE;
+static const char *fake_unreadable = "/fake/missing.pem";
+
+const char *cabundle_find(enum cabundle_source *source)
+{
+	*source = fake_bundle ? CABUNDLE_DISTRIBUTION : CABUNDLE_NONE;
+	return fake_bundle;
+}
+
+bool cabundle_readable(const char *path)
+{
+	return strcmp(path, fake_unreadable) != 0;
+}
+
+const char *cabundle_source_name(enum cabundle_source s)
+{
+	return s == CABUNDLE_DISTRIBUTION ? "distribution path" : "none";
+}
+
+static int reset_env(void **state)
+{
+	(void)state;
+	fake_bundle = FAKE_BUNDLE;
+	unsetenv("SSL_CERT_FILE");
+	unsetenv("PGSSLROOTCERT");
+	unsetenv("PGSSLMODE");
+	return 0;
+}
+
 static bool has(const struct problems *p, const char *text, bool whole_line)
 {
 	for (size_t i = 0; i < p->n; i++)
@@ -41,6 +77,16 @@ static bool has(const struct problems *p, const char *text, bool whole_line)
 	for (size_t i = 0; i < p->n; i++)
 		print_message("  problem: %s\n", p->lines[i]);
 	return false;
+}
+
+/* Lines every problem must satisfy: DATABASE_URL named, no secret shown. */
+static void assert_no_secret(const struct problems *p)
+{
+	for (size_t j = 0; j < p->n; j++) {
+		assert_non_null(strstr(p->lines[j], "DATABASE_URL"));
+		assert_null(strstr(p->lines[j], "s3cr3t"));
+		assert_null(strstr(p->lines[j], "w0rd"));
+	}
 }
 
 struct url_case {
@@ -111,9 +157,59 @@ static const struct url_case url_cases[] = {
 	  "string "
 	  "(postgres:// or postgresql:// URI, or libpq key=value string)",
 	  false },
-	{ "postgres://app:" SECRET_ENC "@db/app?passwd=" SECRET_ENC, "cannot be parsed", false },
+	/* an option libpq does not know is named, never its value */
+	{ "postgres://app:" SECRET_ENC "@db/app?passwd=" SECRET_ENC,
+	  "?passwd=****\": option \"passwd\" is not a libpq connection option (libpq ", false },
 	{ "POSTGRES://app:" SECRET "@db/app", "scheme \"POSTGRES\" is not supported", false },
 	{ "localhost:5432", "cannot be parsed", false },
+	/* enumerated options: libpq itself would refuse these only when connecting */
+	{ "host=db dbname=app user=app password=" SECRET " sslmode=require channel_binding=bogus",
+	  "DATABASE_URL=\"host=db dbname=app user=app password=**** sslmode=require "
+	  "channel_binding=bogus\": \"channel_binding=bogus\" is not valid: channel_binding must "
+	  "be disable, prefer or require",
+	  false },
+	{ "postgres://app@db/app?sslmode=require&channel_binding=Require",
+	  "\"channel_binding=Require\" is not valid", false },
+	{ "postgres://app@db/app?sslmode=require&channel_binding=disable", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&channel_binding=prefer", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&gssencmode=disable", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&gssencmode=prefer", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&gssencmode=require", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&gssencmode=allow",
+	  "\"gssencmode=allow\" is not valid: gssencmode must be disable, prefer or require",
+	  false },
+	{ "postgres://app@db/app?sslmode=require&target_session_attrs=any", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&target_session_attrs=read-only", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&target_session_attrs=primary", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&target_session_attrs=standby", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&target_session_attrs=prefer-standby", NULL, true },
+	{ "postgres://app@db/app?sslmode=require&target_session_attrs=master",
+	  "\"target_session_attrs=master\" is not valid: target_session_attrs must be any, "
+	  "read-write, read-only, primary, standby or prefer-standby",
+	  false },
+	{ "postgres://app@db/app?sslmode=require&ssl_min_protocol_version=TLSv1.2"
+	  "&ssl_max_protocol_version=tlsv1.3",
+	  NULL, true },
+	{ "postgres://app@db/app?sslmode=require&ssl_min_protocol_version=TLSv1.4",
+	  "\"ssl_min_protocol_version=TLSv1.4\" is not valid: ssl_min_protocol_version must be "
+	  "TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3",
+	  false },
+	{ "postgres://app@db/app?sslmode=require&ssl_max_protocol_version=SSLv3",
+	  "\"ssl_max_protocol_version=SSLv3\" is not valid", false },
+	/* sslrootcert=system: verify-full, as libpq 16 has it */
+	{ "postgres://app:" SECRET_ENC "@db/app?sslrootcert=system", NULL, false },
+	{ "postgres://app@db/app?sslrootcert=system&sslmode=verify-full", NULL, false },
+	{ "postgres://app:" SECRET_ENC "@db/app?sslrootcert=system&sslmode=require",
+	  "DATABASE_URL=\"postgres://app:****@db/app?sslrootcert=system&sslmode=require\": "
+	  "sslrootcert=system requires sslmode=verify-full (as libpq 16 and later do), not "
+	  "sslmode=require; use sslmode=verify-full",
+	  false },
+	{ "postgres://app@db/app?sslrootcert=system&sslmode=verify-ca",
+	  "sslrootcert=system requires sslmode=verify-full", false },
+	{ "host=db dbname=app user=app sslrootcert=system sslmode=prefer",
+	  "sslmode=prefer does not guarantee TLS", false },
+	/* a CA file of its own needs no system bundle */
+	{ "postgres://app@db/app?sslmode=verify-full&sslrootcert=/etc/app/ca.pem", NULL, false },
 };
 
 /* Each case once: an exact line when it starts with DATABASE_URL=, else a
@@ -138,13 +234,236 @@ static void test_check_rules(void **state)
 			assert_true(
 			    has(&p, c->problem, strncmp(c->problem, "DATABASE_URL=", 13) == 0));
 		}
-		for (size_t j = 0; j < p.n; j++) {
-			assert_non_null(strstr(p.lines[j], "DATABASE_URL"));
-			assert_null(strstr(p.lines[j], "s3cr3t"));
-			assert_null(strstr(p.lines[j], "w0rd"));
-		}
+		assert_no_secret(&p);
 		problems_free(&p);
 	}
+}
+
+/* An option the linked libpq refuses is named with the libpq release that
+ * introduced it, or as no libpq option; never with its value. */
+static void test_unknown_options(void **state)
+{
+	static const struct {
+		const char *url;
+		const char *name; /* the option named; NULL: only "cannot be parsed" */
+		int since;        /* 0: no libpq release has it */
+	} cases[] = {
+		{ "postgres://app:" SECRET_ENC "@db/app?sslmode=require&sslnegotiation=direct",
+		  "sslnegotiation", 17 },
+		{ "host=db dbname=app user=app password=" SECRET
+		  " sslmode=require sslnegotiation=direct",
+		  "sslnegotiation", 17 },
+		{ "postgres://app@db/app?sslmode=verify-full&require_auth=scram-sha-256",
+		  "require_auth", 16 },
+		{ "postgres://app@db/app?sslmode=verify-full&load_balance_hosts=random",
+		  "load_balance_hosts", 16 },
+		{ "postgres://app@db/app?sslmode=verify-full&sslkeylogfile=/tmp/keys",
+		  "sslkeylogfile", 18 },
+		{ "postgres://app@db/app?sslmode=verify-full&oauth_client_secret=" SECRET_ENC,
+		  "oauth_client_secret", 18 },
+		{ "host=db dbname=app user=app sslmode=verify-full scram_client_key=" SECRET,
+		  "scram_client_key", 18 },
+		{ "postgres://app:" SECRET_ENC "@db/app?sslmode=require&bogus_option=1",
+		  "bogus_option", 0 },
+		{ "host=db dbname=app user=app sslmode=require sslnegociation=direct",
+		  "sslnegociation", 0 },
+		/* not a keyword's syntax: libpq's text is not trusted to hold a name */
+		{ "postgres://app@db/app?sslmode=require&Bad-Name=1", NULL, 0 },
+		{ "host=db password=" SECRET " dbname", NULL, 0 },
+	};
+	int v = PQlibVersion();
+	char want[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct problems p = { NULL, 0 };
+		bool require;
+		int rc = conninfo_check(cases[i].url, &p, &require);
+
+		print_message("case %zu: %s\n", i, cases[i].url);
+		if (cases[i].since > 0 && cases[i].since <= v / 10000) {
+			assert_int_equal(rc, 0); /* this libpq knows it */
+			continue;
+		}
+		if (cases[i].name == NULL)
+			snprintf(want, sizeof want, "cannot be parsed");
+		else if (cases[i].since > 0)
+			snprintf(want, sizeof want,
+				 "\": option \"%s\" needs libpq %d or newer; this build links "
+				 "libpq %d.%d (PQlibVersion); remove the option or use a build "
+				 "linked against libpq %d or newer",
+				 cases[i].name, cases[i].since, v / 10000, v % 10000,
+				 cases[i].since);
+		else
+			snprintf(want, sizeof want,
+				 "\": option \"%s\" is not a libpq connection option (libpq "
+				 "%d.%d); remove it or correct its name",
+				 cases[i].name, v / 10000, v % 10000);
+		assert_int_equal(rc, -1);
+		assert_int_equal(p.n, 1);
+		assert_true(has(&p, want, false));
+		assert_no_secret(&p);
+		problems_free(&p);
+	}
+}
+
+/* Which CA file verifies the server, and where it came from. */
+static void test_ca_file(void **state)
+{
+	struct conninfo_ca ca;
+
+	(void)state;
+	assert_int_equal(conninfo_ca(DB_URL, &ca), 0);
+	assert_true(ca.verify && ca.system && !ca.named_system && !ca.implied_verify_full);
+	assert_string_equal(ca.file, FAKE_BUNDLE);
+	assert_string_equal(ca.source, "distribution path");
+
+	assert_int_equal(conninfo_ca("host=db sslmode=verify-ca sslrootcert=/etc/app/ca.pem", &ca),
+			 0);
+	assert_true(ca.verify && !ca.system);
+	assert_string_equal(ca.file, "/etc/app/ca.pem");
+	assert_string_equal(ca.source, "sslrootcert");
+
+	setenv("PGSSLROOTCERT", "/env/ca.pem", 1);
+	assert_int_equal(conninfo_ca("host=db sslmode=verify-full", &ca), 0);
+	assert_string_equal(ca.file, "/env/ca.pem");
+	assert_string_equal(ca.source, "PGSSLROOTCERT");
+	setenv("PGSSLROOTCERT", "system", 1); /* libpq 15 would open a file "system" */
+	assert_int_equal(conninfo_ca("host=db sslmode=verify-full", &ca), 0);
+	assert_true(ca.named_system && ca.system);
+	assert_string_equal(ca.file, FAKE_BUNDLE);
+	unsetenv("PGSSLROOTCERT");
+
+	/* sslrootcert=system without sslmode: verify-full */
+	assert_int_equal(conninfo_ca("postgres://app@db/app?sslrootcert=system", &ca), 0);
+	assert_true(ca.verify && ca.system && ca.named_system && ca.implied_verify_full);
+	assert_string_equal(ca.file, FAKE_BUNDLE);
+
+	/* require verifies nothing */
+	assert_int_equal(conninfo_ca("host=db sslmode=require", &ca), 0);
+	assert_false(ca.verify);
+	assert_string_equal(ca.file, "");
+	assert_null(ca.source);
+	setenv("PGSSLMODE", "verify-ca", 1); /* libpq's own default, when the URL has none */
+	assert_int_equal(conninfo_ca("host=db", &ca), 0);
+	assert_true(ca.verify);
+	assert_string_equal(ca.file, FAKE_BUNDLE);
+
+	fake_bundle = NULL;
+	assert_int_equal(conninfo_ca(DB_URL, &ca), 0);
+	assert_true(ca.verify && ca.system);
+	assert_string_equal(ca.file, "");
+	assert_null(ca.source);
+	assert_int_equal(conninfo_ca("not a conninfo " SECRET, &ca), -1);
+	assert_int_equal(conninfo_ca(NULL, &ca), -1);
+}
+
+/* No system bundle: verification without a CA file of its own cannot work. */
+static void test_missing_bundle(void **state)
+{
+	static const struct {
+		const char *url;
+		bool ok;
+	} cases[] = {
+		{ DB_URL, false },
+		{ "postgres://app:" SECRET_ENC "@db/app?sslrootcert=system", false },
+		{ "host=db dbname=app user=app sslmode=verify-ca", false },
+		{ "postgres://app@db/app?sslmode=verify-full&sslrootcert=/etc/app/ca.pem", true },
+		{ "postgres://app@db/app?sslmode=require", true },
+		{ "host=/var/run/postgresql dbname=app user=app sslmode=verify-full", true },
+	};
+
+	(void)state;
+	fake_bundle = NULL;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct problems p = { NULL, 0 };
+		bool require;
+
+		print_message("case %zu: %s\n", i, cases[i].url);
+		assert_int_equal(conninfo_check(cases[i].url, &p, &require), cases[i].ok ? 0 : -1);
+		if (!cases[i].ok) {
+			assert_int_equal(p.n, 1);
+			assert_true(
+			    has(&p,
+				"verifies the server against the system CA bundle, and none "
+				"was found (SSL_CERT_FILE unset, no OpenSSL default file, none "
+				"of the usual distribution paths); install the "
+				"ca-certificates package, or set SSL_CERT_FILE or "
+				"sslrootcert=/path/to/ca.pem",
+				false));
+		}
+		assert_no_secret(&p);
+		problems_free(&p);
+	}
+}
+
+/* SSL_CERT_FILE names the trust store: when it cannot be read, say so
+ * rather than verify against another one. */
+static void test_ssl_cert_file_unreadable(void **state)
+{
+	struct problems p = { NULL, 0 };
+	bool require;
+
+	(void)state;
+	setenv("SSL_CERT_FILE", fake_unreadable, 1);
+	assert_int_equal(conninfo_check(DB_URL, &p, &require), -1);
+	assert_int_equal(p.n, 1);
+	assert_true(
+	    has(&p,
+		"SSL_CERT_FILE=\"/fake/missing.pem\": not a readable file, yet "
+		"DATABASE_URL=\"postgres://app:****@db.example.com/app?sslmode=verify-full\" "
+		"(sslmode=verify-full) verifies the server against the CA bundle it names; "
+		"correct the path or unset SSL_CERT_FILE",
+		true));
+	problems_free(&p);
+	/* not needed: a CA file of its own, or no verification */
+	assert_int_equal(conninfo_check(DB_URL "&sslrootcert=/etc/app/ca.pem", &p, &require), 0);
+	assert_int_equal(
+	    conninfo_check("host=db dbname=app user=app sslmode=require", &p, &require), 0);
+	setenv("SSL_CERT_FILE", "/fake/readable.pem", 1);
+	assert_int_equal(conninfo_check(DB_URL, &p, &require), 0);
+	assert_int_equal(p.n, 0);
+}
+
+/* The sslmode=require warning, in one place (DESIGN.md §5). */
+static void test_tls_warning(void **state)
+{
+	char buf[512];
+
+	(void)state;
+	assert_true(conninfo_tls_warning("postgres://app:" SECRET_ENC "@db/app?sslmode=require",
+					 buf, sizeof buf));
+	assert_string_equal(buf,
+			    "sslmode=require encrypts but does not verify the server's "
+			    "certificate, so a machine in the path can pose as the server: use "
+			    "sslmode=verify-full");
+	assert_true(conninfo_tls_warning("postgres://app@db/app?sslmode=require&channel_binding="
+					 "require",
+					 buf, sizeof buf));
+	assert_non_null(strstr(buf, "channel_binding=require binds the SCRAM exchange to the TLS "
+				    "channel"));
+	assert_non_null(strstr(buf, "use sslmode=verify-full"));
+	assert_null(strstr(buf, "s3cr3t"));
+
+	assert_false(conninfo_tls_warning(DB_URL, buf, sizeof buf));
+	assert_string_equal(buf, "");
+	assert_false(
+	    conninfo_tls_warning("host=/tmp dbname=app user=app sslmode=require", buf, sizeof buf));
+	assert_false(conninfo_tls_warning("not a conninfo", buf, sizeof buf));
+	assert_false(conninfo_tls_warning(NULL, buf, sizeof buf));
+	buf[0] = 'Z';
+	assert_false(conninfo_tls_warning("host=db sslmode=require", buf, 0));
+	assert_int_equal(buf[0], 'Z');
+}
+
+static void test_libpq_knows(void **state)
+{
+	(void)state;
+	assert_true(conninfo_libpq_knows("host"));
+	assert_true(conninfo_libpq_knows("channel_binding"));
+	assert_int_equal(conninfo_libpq_knows("sslnegotiation"), PQlibVersion() >= 170000);
+	assert_false(conninfo_libpq_knows("bogus_option"));
+	assert_false(conninfo_libpq_knows(""));
 }
 
 static void test_target(void **state)
@@ -277,12 +596,18 @@ static void test_quote(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_check_rules),
-		cmocka_unit_test(test_check_ports),
-		cmocka_unit_test(test_target),
-		cmocka_unit_test(test_parse_error_text_is_wiped),
-		cmocka_unit_test(test_parse_and_free),
-		cmocka_unit_test(test_quote),
+		cmocka_unit_test_setup(test_check_rules, reset_env),
+		cmocka_unit_test_setup(test_check_ports, reset_env),
+		cmocka_unit_test_setup(test_unknown_options, reset_env),
+		cmocka_unit_test_setup(test_ca_file, reset_env),
+		cmocka_unit_test_setup(test_missing_bundle, reset_env),
+		cmocka_unit_test_setup(test_ssl_cert_file_unreadable, reset_env),
+		cmocka_unit_test_setup(test_tls_warning, reset_env),
+		cmocka_unit_test_setup(test_libpq_knows, reset_env),
+		cmocka_unit_test_setup(test_target, reset_env),
+		cmocka_unit_test_setup(test_parse_error_text_is_wiped, reset_env),
+		cmocka_unit_test_setup(test_parse_and_free, reset_env),
+		cmocka_unit_test_setup(test_quote, reset_env),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

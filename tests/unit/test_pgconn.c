@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cabundle.h"
 #include "clock.h"
 #include "log.h"
 #include "pgconn.h"
@@ -56,22 +57,70 @@ static int setup_env(void **state)
 	(void)state;
 	unsetenv("PGSSLMODE");
 	unsetenv("PGSSLROOTCERT");
+	unsetenv("SSL_CERT_FILE");
 	return 0;
+}
+
+/* The system bundle as cabundle finds it in this process. */
+static const char *system_bundle(void)
+{
+	enum cabundle_source source;
+	const char *found = cabundle_find(&source);
+
+	assert_non_null(found); /* ca-certificates is installed (scripts/deps.sh) */
+	return found;
 }
 
 static void verify_full_gets_system_ca(void **state)
 {
+	char bundle[] = "/tmp/test_pgconn_ca_XXXXXX";
+	int fd = mkstemp(bundle);
+
 	(void)state;
 	struct pgconn_params *p = params(
 	    "postgresql://u:pw@ep-x.neon.tech/db?sslmode=verify-full&channel_binding=require");
-	assert_string_equal(pgconn_params_get(p, "sslrootcert"),
-			    "/etc/ssl/certs/ca-certificates.crt");
+	assert_string_equal(pgconn_params_get(p, "sslrootcert"), system_bundle());
 	assert_string_equal(pgconn_params_get(p, "channel_binding"), "require");
 	assert_string_equal(pgconn_params_get(p, "password"), "pw");
 	pgconn_params_free(p);
 	p = params("host=h dbname=d user=u sslmode=verify-ca");
-	assert_non_null(pgconn_params_get(p, "sslrootcert"));
+	assert_string_equal(pgconn_params_get(p, "sslrootcert"), system_bundle());
 	pgconn_params_free(p);
+	/* SSL_CERT_FILE first (DESIGN.md §5) */
+	assert_true(fd >= 0);
+	close(fd);
+	setenv("SSL_CERT_FILE", bundle, 1);
+	p = params("host=h dbname=d user=u sslmode=verify-full");
+	assert_string_equal(pgconn_params_get(p, "sslrootcert"), bundle);
+	pgconn_params_free(p);
+	unsetenv("SSL_CERT_FILE");
+	unlink(bundle);
+}
+
+/* libpq < 16 reads sslrootcert=system as a file named "system" (in the
+ * working directory): on every version, the system bundle is named, and
+ * verify-full is the default sslmode, as in libpq 16. */
+static void sslrootcert_system_is_the_bundle(void **state)
+{
+	(void)state;
+	struct pgconn_params *p = params("postgresql://u:pw@h/db?sslrootcert=system");
+	assert_string_equal(pgconn_params_get(p, "sslrootcert"), system_bundle());
+	assert_string_equal(pgconn_params_get(p, "sslmode"), "verify-full");
+	pgconn_params_free(p);
+	p = params("host=h dbname=d user=u sslrootcert=system sslmode=verify-full");
+	assert_string_equal(pgconn_params_get(p, "sslrootcert"), system_bundle());
+	assert_string_equal(pgconn_params_get(p, "sslmode"), "verify-full");
+	pgconn_params_free(p);
+	/* check-config refuses this; should it get here, "system" is never a file */
+	p = params("host=h dbname=d user=u sslrootcert=system sslmode=require");
+	assert_null(pgconn_params_get(p, "sslrootcert"));
+	assert_string_equal(pgconn_params_get(p, "sslmode"), "require");
+	pgconn_params_free(p);
+	setenv("PGSSLROOTCERT", "system", 1);
+	p = params("host=h dbname=d user=u sslmode=verify-full");
+	assert_string_equal(pgconn_params_get(p, "sslrootcert"), system_bundle());
+	pgconn_params_free(p);
+	unsetenv("PGSSLROOTCERT");
 }
 
 static void explicit_root_cert_is_kept(void **state)
@@ -271,6 +320,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(verify_full_gets_system_ca, setup_env),
 		cmocka_unit_test_setup(explicit_root_cert_is_kept, setup_env),
+		cmocka_unit_test_setup(sslrootcert_system_is_the_bundle, setup_env),
 		cmocka_unit_test_setup(require_gets_no_root_cert, setup_env),
 		cmocka_unit_test_setup(connect_timeout_is_dropped, setup_env),
 		cmocka_unit_test(invalid_url_reports_without_secrets),

@@ -39,6 +39,10 @@ static const struct {
 	  "host=db password = **** dbname=app" },
 	{ "password=s3cr3t\\ P@ss host=db", "password=**** host=db" },
 	{ "host=db sslpassword=" SECRET, "host=db sslpassword=****" },
+	/* libpq 18's other secrets, shown redacted when an older libpq refuses them */
+	{ "postgres://db/app?scram_client_key=" SECRET_ENC "&oauth_client_secret=" SECRET_ENC,
+	  "postgres://db/app?scram_client_key=****&oauth_client_secret=****" },
+	{ "host=db scram_server_key=" SECRET, "host=db scram_server_key=****" },
 	{ "host=db PASSWORD=" SECRET, "host=db PASSWORD=****" },
 	{ "host=db password=''", "host=db password=****" },
 	{ "host=db password=", "host=db password=" },
