@@ -49,7 +49,8 @@ $(BUILD)/obj $(BUILD)/tests:
 -include $(DEPS)
 
 # Unit tests: tests/unit/test_<module>.c links app/<module>.c plus the
-# neighbours named in test_<module>_SRCS (fakes live in the test file).
+# neighbours named in test_<module>_SRCS (fakes live in the test file, shared
+# fixtures in tests/unit/*_fixture.c).
 # A module with the modules below it that it links against.
 CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c
 PGCONN_SRCS := app/pgconn.c app/dberror.c app/resolve.c $(CONNINFO_SRCS)
@@ -57,14 +58,17 @@ test_config_SRCS := app/config.c app/envfile.c $(CONNINFO_SRCS)
 test_conninfo_SRCS := $(CONNINFO_SRCS)
 test_envfile_SRCS := app/envfile.c app/problems.c
 test_router_SRCS := app/router.c
-test_scoreboard_SRCS := app/scoreboard.c app/router.c
-test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c $(PGCONN_SRCS) app/log.c
+test_fcgiguard_SRCS := app/fcgiguard.c app/router.c
+test_scoreboard_SRCS := app/scoreboard.c app/router.c tests/unit/sb_fixture.c
+test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c $(PGCONN_SRCS) app/log.c \
+	tests/unit/sb_fixture.c
 test_retry_SRCS := app/retry.c
 test_migplan_SRCS := app/migplan.c app/migsplit.c app/problems.c tests/unit/migfixture.c tests/unit/migfixture.h
 test_migrate_SRCS := app/migrate.c app/migplan.c app/migsplit.c app/problems.c app/retry.c tests/unit/migfixture.c \
 	tests/unit/migfixture.h
 test_pgconn_SRCS := $(PGCONN_SRCS)
-test_pool_SRCS := app/pool.c app/retry.c $(PGCONN_SRCS) app/scoreboard.c app/router.c
+test_pool_SRCS := app/pool.c app/pool_dial.c app/retry.c $(PGCONN_SRCS) app/scoreboard.c \
+	app/router.c
 test_health_SRCS := app/health.c $(PGCONN_SRCS) app/log.c
 # The utility layer (allocation, clock) is linked into every test and fuzz target.
 UTIL_SRCS := app/xalloc.c app/clock.c
@@ -72,7 +76,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 .SECONDEXPANSION:
-$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $(UTIL_SRCS) $$(wildcard include/*.h) | $(BUILD)/tests
+$(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $(UTIL_SRCS) $$(wildcard include/*.h tests/unit/*.h) | $(BUILD)/tests
 	$(CC) $(FINAL_CFLAGS) $(CMOCKA_CFLAGS) -Wno-missing-prototypes \
 		$(filter %.c,$^) -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS) $(CMOCKA_LIBS) -lm
 
@@ -186,7 +190,7 @@ FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Wno-missing-pro
 fuzz_envfile_SRCS := app/envfile.c app/problems.c
 fuzz_config_SRCS := app/config.c app/envfile.c $(CONNINFO_SRCS)
 fuzz_router_SRCS := app/router.c
-fuzz_fcgiguard_SRCS := app/fcgiguard.c
+fuzz_fcgiguard_SRCS := app/fcgiguard.c app/router.c
 fuzz_migsplit_SRCS := app/migsplit.c
 FUZZ_NAMES := envfile config router fcgiguard migsplit
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "router.h"
+
 #define HDR                    8
 #define FCGI_VERSION_1         1
 #define FCGI_BEGIN_REQUEST     1
@@ -415,16 +417,6 @@ size_t fcgiguard_end_request(unsigned request_id, int protocol_status, unsigned 
 	return put_header(out, FCGI_END_REQUEST, request_id, 8);
 }
 
-static const char *reason_phrase(int status)
-{
-	switch (status) {
-	case 400: return "Bad Request";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	default: return "Error";
-	}
-}
-
 size_t fcgiguard_error_reply(unsigned request_id, int status, const char *msg, unsigned char *out)
 {
 	char body[128], text[FCGIGUARD_REPLY_MAX - 64];
@@ -432,7 +424,7 @@ size_t fcgiguard_error_reply(unsigned request_id, int status, const char *msg, u
 	int n = snprintf(text, sizeof text,
 			 "Status: %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
 			 "Cache-Control: no-store\r\n\r\n%s",
-			 status, reason_phrase(status), blen, body);
+			 status, router_reason_phrase(status), blen, body);
 	size_t o;
 
 	if (blen < 0 || (size_t)blen >= sizeof body || n < 0 || (size_t)n >= sizeof text)

@@ -6,16 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 
+#include "clock.h"
 #include "health.h"
+#include "xalloc.h"
 
 #define SERVICE_ID "neonfcgi"
 /* A tripped breaker half-opens after about two seconds; other failures may
  * clear on the next try. */
-#define RETRY_AFTER_S 1
-#define RETRY_AFTER_BREAKER_S 2
 
 /* The bodies are formatted straight into a fixed buffer. Through jansson,
  * packing and dumping /health/db's body took about 80k instructions, more
@@ -112,10 +110,8 @@ static void put_real(struct out *o, const char *key, double v)
 
 static char *finish(struct out *o, size_t *len)
 {
-	char *s = malloc(o->n + 1);
+	char *s = xmalloc(o->n + 1);
 
-	if (!s)
-		abort();
 	memcpy(s, o->buf, o->n);
 	s[o->n] = '\0';
 	*len = o->n;
@@ -139,13 +135,7 @@ char *health_live_body(long uptime_s, long pid, size_t *len)
 
 void health_stamp(struct health_db_check *chk)
 {
-	struct timeval tv;
-	struct tm tm;
-
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	size_t n = strftime(chk->time, sizeof(chk->time), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(chk->time + n, sizeof(chk->time) - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+	clock_rfc3339(clock_real_ms(), chk->time, sizeof(chk->time));
 }
 
 /* The instance's pool: callers queue for a connection, or some worker's
@@ -204,9 +194,8 @@ char *health_db_body(const struct health_db_check *chk, const struct health_pool
 	if (!chk->ok) {
 		put_str(&o, false, "output", db_category_name(chk->category));
 		/* Behind an open breaker category holds the cause that opened it. */
-		*retry_after = chk->circuit_open || chk->category == DB_CIRCUIT_OPEN
-				       ? RETRY_AFTER_BREAKER_S
-				       : RETRY_AFTER_S;
+		*retry_after = dberror_retry_after_s(chk->circuit_open ? DB_CIRCUIT_OPEN
+								       : chk->category);
 	}
 	if (details != HEALTH_DETAILS_MINIMAL) {
 		put_str(&o, false, "serviceId", SERVICE_ID);

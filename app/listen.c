@@ -63,19 +63,22 @@ static int clear_stale_socket(const char *path, char *err, size_t errlen)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT
-			   ? 0
-			   : (snprintf(err, errlen, "API_SOCKET=\"%s\": %s", path, strerror(errno)),
-			      -1);
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "API_SOCKET=\"%s\": %s", path, strerror(errno));
+		return -1;
+	}
 	if (!S_ISSOCK(st.st_mode)) {
 		snprintf(err, errlen,
 			 "API_SOCKET=\"%s\": exists and is not a socket; not replacing it", path);
 		return -1;
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return snprintf(err, errlen, "socket: %s", strerror(errno)), -1;
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	int saved = errno;
@@ -89,7 +92,12 @@ static int clear_stale_socket(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "API_SOCKET=\"%s\": cannot probe: %s", path, strerror(saved));
 		return -1;
 	}
-	return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+	if (unlink(path) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "API_SOCKET=\"%s\": cannot remove the stale socket file: %s",
+			 path, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 static int open_unix(const struct config *cfg, struct listener *out, char *err, size_t errlen)
@@ -98,8 +106,10 @@ static int open_unix(const struct config *cfg, struct listener *out, char *err, 
 	const char *path = cfg->api_socket;
 	int fd = -1;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return snprintf(err, errlen, "API_SOCKET=\"%s\": path too long", path), -1;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "API_SOCKET=\"%s\": path too long", path);
+		return -1;
+	}
 	if (clear_stale_socket(path, err, errlen) < 0)
 		return -1;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
@@ -113,7 +123,6 @@ static int open_unix(const struct config *cfg, struct listener *out, char *err, 
 	    listen(fd, LISTEN_BACKLOG) < 0)
 		goto fail;
 	out->fd = fd;
-	out->source = LISTEN_UNIX;
 	snprintf(out->address, sizeof(out->address), "unix:%s", path);
 	memcpy(out->unix_path, path, strlen(path) + 1);
 	return 0;
@@ -163,7 +172,6 @@ static int open_tcp(const struct config *cfg, struct listener *out, char *err, s
 	if (fd < 0)
 		return -1;
 	out->fd = fd;
-	out->source = LISTEN_TCP;
 	snprintf(out->address, sizeof(out->address),
 		 strchr(cfg->api_host, ':') ? "[%s]:%s" : "%s:%s", cfg->api_host, port);
 	return 0;
@@ -175,13 +183,11 @@ int listen_open(const struct config *cfg, struct listener *out, char *err, size_
 	out->fd = -1;
 	if (listen_fd0_is_listener()) {
 		out->fd = 0;
-		out->source = LISTEN_FD0;
 		snprintf(out->address, sizeof(out->address), "fd:0 (spawned)");
 		return 0;
 	}
 	if (systemd_passed_fd()) {
 		out->fd = SYSTEMD_FIRST_FD;
-		out->source = LISTEN_SYSTEMD;
 		set_cloexec(out->fd);
 		snprintf(out->address, sizeof(out->address), "fd:3 (systemd)");
 		return 0;

@@ -10,13 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define LOG_LINE_MAX 4096
 
@@ -29,22 +29,6 @@ void log_init(enum log_level level, enum log_format fmt)
 {
 	min_level = level;
 	format = fmt;
-}
-
-bool log_enabled(enum log_level level)
-{
-	return level >= min_level;
-}
-
-static void format_ts(char *buf, size_t len)
-{
-	struct timeval tv;
-	struct tm tm;
-
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
 }
 
 /* A field starts at a word of the form key=…, key being [a-z_][a-z0-9_]*. */
@@ -145,9 +129,7 @@ static json_t *json_text(const char *s, size_t n)
 
 	if (j)
 		return j;
-	char *copy = strndup(s, n);
-	if (!copy)
-		abort();
+	char *copy = xstrndup(s, n);
 	for (char *c = copy; *c; c++)
 		if ((unsigned char)*c >= 0x80)
 			*c = '?';
@@ -218,9 +200,7 @@ static char *render_json(const char *ts, enum log_level level, const char *text,
 	if (!s)
 		return NULL;
 	*len = strlen(s);
-	char *line = realloc(s, *len + 2);
-	if (!line)
-		abort();
+	char *line = xrealloc(s, *len + 2);
 	line[(*len)++] = '\n';
 	line[*len] = '\0';
 	return line;
@@ -254,7 +234,7 @@ static void write_line(const char *line, size_t n)
 
 void log_write(enum log_level level, int errnum, const char *fmt, ...)
 {
-	char text[LOG_LINE_MAX], line[LOG_LINE_MAX + 256], ts[40];
+	char text[LOG_LINE_MAX], line[LOG_LINE_MAX + 256], ts[CLOCK_RFC3339_LEN];
 	int saved_errno = errno;
 	va_list ap;
 
@@ -263,7 +243,7 @@ void log_write(enum log_level level, int errnum, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	format_ts(ts, sizeof(ts));
+	clock_rfc3339(clock_real_ms(), ts, sizeof(ts));
 	if (format == LOG_FORMAT_JSON) {
 		size_t len;
 		char *s = render_json(ts, level, text, errnum, &len);

@@ -150,7 +150,7 @@ static void schedule_respawn(struct slot *s, int status, int64_t lived_ms)
 {
 	bool crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-	if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
+	if (WIFEXITED(status) && WEXITSTATUS(status) == EX_CONFIG) {
 		log_errorx("worker exited with a fatal configuration error; not respawning");
 		return;
 	}

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "scoreboard.h"
+#include "xalloc.h"
 
 /* The body is about 11 KB whatever WORKERS is: one allocation covers it. */
 #define METRICS_BODY_CAP 16384
@@ -36,9 +37,7 @@ static void buf_printf(struct buf *b, const char *fmt, ...)
 			return;
 		}
 		b->cap = (b->cap + (size_t)n) * 2;
-		b->p = realloc(b->p, b->cap);
-		if (!b->p)
-			abort();
+		b->p = xrealloc(b->p, b->cap);
 	}
 }
 
@@ -48,8 +47,6 @@ static void family(struct buf *b, const char *name, const char *type, const char
 }
 
 static const char *const status_labels[SB_STATUS_CLASSES] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
-static const char *const close_labels[SB_CLOSE_REASONS] = { "idle", "lifetime", "overflow", "dead",
-							    "broken" };
 static const char *const exit_labels[SB_EXIT_CAUSES] = { "normal", "error", "signal" };
 
 /* Requests and their durations, summed over the slots once per scrape, so
@@ -71,8 +68,8 @@ static void sum_requests(const struct scoreboard *sb, struct request_totals *t)
 		for (int r = 0; r < ROUTE_COUNT; r++) {
 			const struct sb_slot *s = &sb->slots[i];
 			for (int k = 0; k < SB_DURATION_BUCKETS; k++)
-				t->buckets[r][k] += atomic_load_explicit(
-				    &s->duration_buckets[r][k], memory_order_acquire);
+				t->buckets[r][k] += atomic_load_explicit(&s->duration_buckets[r][k],
+									 memory_order_acquire);
 			t->us[r] += sb_get(&s->duration_us[r]);
 		}
 	for (int i = 0; i < used; i++)
@@ -189,7 +186,8 @@ static void render_pool_counters(struct buf *b, const struct sb_pool *p)
 	       "Connections closed by the pool, by reason.");
 	for (int r = 0; r < SB_CLOSE_REASONS; r++)
 		buf_printf(b, "neonfcgi_db_connection_closes_total{reason=\"%s\"} %llu\n",
-			   close_labels[r], (unsigned long long)sb_get(&p->closes[r]));
+			   scoreboard_close_reason_name((enum sb_close_reason)r),
+			   (unsigned long long)sb_get(&p->closes[r]));
 	counter(b, "db_breaker_opens_total", "Times a worker's circuit breaker opened.",
 		sb_get(&p->breaker_opens));
 }
@@ -228,9 +226,7 @@ char *metrics_render(const struct scoreboard *sb, const struct config *cfg, size
 	struct request_totals totals;
 	struct sb_pool pool;
 
-	b.p = malloc(b.cap);
-	if (!b.p)
-		abort();
+	b.p = xmalloc(b.cap);
 	render_build_info(&b);
 	sum_requests(sb, &totals);
 	render_requests(&b, &totals);

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "peer.h"
+#include "xalloc.h"
 
 struct peer_allowlist {
 	struct in6_addr *addrs; /* IPv4 entries stored as v4-mapped */
@@ -37,13 +38,9 @@ struct peer_allowlist *peer_allowlist_new(const char *list)
 {
 	if (!list || !*list)
 		return NULL;
-	struct peer_allowlist *l = calloc(1, sizeof(*l));
-	char *copy = strdup(list), *save = NULL;
-	if (!l || !copy)
-		abort();
-	l->addrs = calloc(strlen(list) / 2 + 2, sizeof(*l->addrs));
-	if (!l->addrs)
-		abort();
+	struct peer_allowlist *l = xcalloc(1, sizeof(*l));
+	char *copy = xstrdup(list), *save = NULL;
+	l->addrs = xcalloc(strlen(list) / 2 + 2, sizeof(*l->addrs));
 	for (char *tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
 		if (parse_addr(tok, &l->addrs[l->n]))
 			l->n++;
@@ -71,12 +68,11 @@ static bool to_mapped(const struct sockaddr *sa, struct in6_addr *out)
 	return true;
 }
 
-bool peer_allowed(const struct peer_allowlist *l, const struct sockaddr *sa, socklen_t len)
+bool peer_allowed(const struct peer_allowlist *l, const struct sockaddr *sa)
 {
 	struct in6_addr a;
 	char text[INET6_ADDRSTRLEN];
 
-	(void)len;
 	if (!l || !to_mapped(sa, &a))
 		return true;
 	for (size_t i = 0; i < l->n; i++)

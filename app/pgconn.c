@@ -14,7 +14,6 @@
 #include "conninfo.h"
 #include "log.h"
 #include "resolve.h"
-#include "pool.h"
 #include "xalloc.h"
 
 /* libpq 15 has no sslrootcert=system; Debian's bundle is what it would mean. */
@@ -434,49 +433,4 @@ void pgconn_close(PGconn *c)
 {
 	if (c)
 		PQfinish(c);
-}
-
-/* ---- the pool's connector ---- */
-
-static void *connector_connect(void *ctx, int64_t deadline_ms, struct pgconn_info *info,
-			       struct db_error *err)
-{
-	return pgconn_connect(ctx, deadline_ms, info, err);
-}
-
-static void connector_close(void *ctx, void *conn)
-{
-	(void)ctx;
-	pgconn_close(conn);
-}
-
-static bool connector_looks_alive(void *ctx, void *conn)
-{
-	(void)ctx;
-	return pgconn_looks_alive(conn);
-}
-
-static int connector_ping(void *ctx, void *conn, int64_t deadline_ms, struct db_error *err)
-{
-	(void)ctx;
-	return pgconn_exec(conn, "SELECT 1", deadline_ms, NULL, err);
-}
-
-static bool connector_is_idle_txn(void *ctx, void *conn)
-{
-	(void)ctx;
-	return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE;
-}
-
-static const struct pool_connector pg_connector = {
-	.connect = connector_connect,
-	.close = connector_close,
-	.looks_alive = connector_looks_alive,
-	.ping = connector_ping,
-	.is_idle_txn = connector_is_idle_txn,
-};
-
-const struct pool_connector *pgconn_connector(void)
-{
-	return &pg_connector;
 }

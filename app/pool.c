@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +20,10 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "pool_dial.h"
 #include "retry.h"
 #include "scoreboard.h"
+#include "xalloc.h"
 
 #define NEVER INT64_MAX
 
@@ -38,13 +39,9 @@
 /* A connection used within the last second is trusted after the socket
  * check alone; a round trip per request would double the latency. */
 #define PRE_PING_QUIET_MS 1000
-/* Neon wakes a suspended compute in about a second: waiting much longer
- * between attempts only burns the caller's deadline. */
-#define BACKOFF_CAP_MS 2000
 
 struct pool_conn {
 	void *handle;
-	struct pgconn_info info;
 	int64_t created_ms;
 	int64_t expires_ms;    /* jittered end of life, NEVER without one */
 	int64_t idle_since_ms; /* last returned (or connected) */
@@ -69,40 +66,24 @@ struct pool {
 	void *ctx;
 	struct pool_conn **idle;   /* stack: [0] idle longest, top most recent */
 	struct pool_conn **doomed; /* maintenance thread's scratch */
-	const char **doomed_why;
+	enum sb_close_reason *doomed_why;
 	int n_idle, n_in_use, n_opening, n_waiting;
 	int n_closing; /* detached for closing, still open: they count toward the bound */
 	struct pool_waiter *head, *tail;
-	struct retry_breaker breaker;
-	struct retry_rng rng;
-	enum db_category last_failure;
-	struct pool_stats st;        /* counters; gauges are filled in pool_stats() */
+	struct pool_dial *dial;      /* opens connections; counts the connects */
+	struct retry_rng rng;        /* lifetime jitter */
+	struct pool_stats st;        /* counters; the rest is filled in pool_stats() */
 	struct sb_pool *mirror;      /* the worker's scoreboard section, or NULL */
 	struct pool_stats published; /* counters as last added to the mirror */
 	uint64_t published_dead;     /* preping_evictions as last added to closes[dead] */
 };
 
-static void *xcalloc(size_t n, size_t size)
+static void pool_timeout(struct db_error *err, const char *why)
 {
-	void *p = calloc(n, size);
-	if (!p)
-		abort(); /* allocation failure is not handled piecemeal */
-	return p;
-}
-
-static void fail_with(struct db_error *err, enum db_category cat, bool transient, const char *fmt,
-		      ...) __attribute__((format(printf, 4, 5)));
-
-static void fail_with(struct db_error *err, enum db_category cat, bool transient, const char *fmt,
-		      ...)
-{
-	va_list ap;
-	err->category = cat;
-	err->transient = transient;
+	err->category = DB_POOL_TIMEOUT;
+	err->transient = true;
 	err->sqlstate[0] = '\0';
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof err->message, fmt, ap);
-	va_end(ap);
+	snprintf(err->message, sizeof err->message, "%s", why);
 }
 
 static int64_t min64(int64_t a, int64_t b)
@@ -116,18 +97,12 @@ static struct timespec abs_timespec(int64_t ms)
 	return ts;
 }
 
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = abs_timespec(clock_now_ms() + ms);
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
 /* ---- scoreboard mirror ----
  * Every change of the numbers happens under the mutex, so publishing just
  * before each unlock (and before each condvar wait, which unlocks) keeps the
  * shared copy current without a lock on the reader's side. Counters are
- * published as deltas, so a respawned worker continues its slot's totals. */
+ * published as deltas, so a respawned worker continues its slot's totals.
+ * The connect counters are pool_dial's, which adds them itself. */
 
 static void add_delta(sb_counter *dst, uint64_t now, uint64_t *last)
 {
@@ -145,19 +120,12 @@ static void publish_counters_locked(struct pool *p)
 	add_delta(&m->acquire_waits, st->acquires_waited, &last->acquires_waited);
 	add_delta(&m->acquire_wait_us, st->wait_us, &last->wait_us);
 	add_delta(&m->timeouts, st->timeouts, &last->timeouts);
-	add_delta(&m->connects_ok, st->connects_ok, &last->connects_ok);
-	add_delta(&m->connect_us, st->connect_us, &last->connect_us);
-	for (int i = 0; i < DB_CATEGORY_COUNT; i++)
-		add_delta(&m->connects_failed[i], st->connects_failed[i],
-			  &last->connects_failed[i]);
-	add_delta(&m->retries, st->retries, &last->retries);
 	add_delta(&m->preping_evictions, st->preping_evictions, &last->preping_evictions);
 	add_delta(&m->closes[SB_CLOSE_IDLE], st->idle_closes, &last->idle_closes);
 	add_delta(&m->closes[SB_CLOSE_LIFETIME], st->lifetime_closes, &last->lifetime_closes);
 	add_delta(&m->closes[SB_CLOSE_OVERFLOW], st->overflow_closes, &last->overflow_closes);
 	add_delta(&m->closes[SB_CLOSE_DEAD], st->preping_evictions, &p->published_dead);
 	add_delta(&m->closes[SB_CLOSE_BROKEN], st->discards, &last->discards);
-	add_delta(&m->breaker_opens, retry_breaker_opens(&p->breaker), &last->breaker_opens);
 }
 
 static void publish_locked(struct pool *p)
@@ -165,11 +133,7 @@ static void publish_locked(struct pool *p)
 	if (!p->mirror)
 		return;
 	const int64_t gauges[] = {
-		p->n_idle,
-		p->n_in_use,
-		p->n_opening,
-		p->n_waiting,
-		retry_breaker_state(&p->breaker) != RETRY_BREAKER_CLOSED,
+		p->n_idle, p->n_in_use, p->n_opening, p->n_waiting, pool_dial_breaker_open(p->dial),
 	};
 
 	scoreboard_set_pool_gauges(p->mirror, gauges);
@@ -187,8 +151,8 @@ void pool_set_mirror(struct pool *p, struct sb_pool *mirror)
 	pthread_mutex_lock(&p->mu);
 	p->mirror = mirror;
 	p->published = p->st;
-	p->published.breaker_opens = retry_breaker_opens(&p->breaker);
 	p->published_dead = p->st.preping_evictions;
+	pool_dial_set_mirror(p->dial, mirror);
 	pool_unlock(p);
 }
 
@@ -226,11 +190,8 @@ void pool_options_from_config(struct pool_options *o, const struct config *cfg)
 		.idle_timeout_ms = (int64_t)cfg->db_idle_timeout_s * 1000,
 		.max_lifetime_ms = (int64_t)cfg->db_max_lifetime_s * 1000,
 		.connect_timeout_ms = cfg->db_connect_timeout_ms,
-		.retry_attempts = (int)cfg->db_retry_attempts,
-		.retry_backoff_ms = cfg->db_retry_backoff_ms,
-		.retry_backoff_cap_ms = cfg->db_retry_backoff_ms > BACKOFF_CAP_MS
-					    ? cfg->db_retry_backoff_ms
-					    : BACKOFF_CAP_MS,
+		.retry =
+		    retry_connect_policy((int)cfg->db_retry_attempts, cfg->db_retry_backoff_ms),
 		.breaker_threshold = BREAKER_THRESHOLD,
 		.breaker_cooldown_ms = BREAKER_COOLDOWN_MS,
 		.seed = 0,
@@ -328,22 +289,32 @@ static void wake_maintenance_locked(struct pool *p)
 		pthread_cond_signal(&p->maint_cv);
 }
 
-static const char *expiry_reason_locked(struct pool *p, int i, int surplus, int64_t now)
+static void count_close_locked(struct pool *p, enum sb_close_reason why)
+{
+	switch (why) {
+	case SB_CLOSE_IDLE: p->st.idle_closes++; break;
+	case SB_CLOSE_LIFETIME: p->st.lifetime_closes++; break;
+	case SB_CLOSE_OVERFLOW: p->st.overflow_closes++; break;
+	case SB_CLOSE_DEAD: p->st.preping_evictions++; break;
+	case SB_CLOSE_BROKEN: p->st.discards++; break;
+	case SB_CLOSE_SHUTDOWN: break;
+	}
+}
+
+/* Whether idle connection i is due to be closed, and why. */
+static bool expired_locked(const struct pool *p, int i, int surplus, int64_t now,
+			   enum sb_close_reason *why)
 {
 	const struct pool_conn *c = p->idle[i];
-	if (c->expires_ms <= now) {
-		p->st.lifetime_closes++;
-		return "lifetime";
-	}
-	if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms) {
-		p->st.idle_closes++;
-		return "idle";
-	}
-	if (surplus > 0 && now - c->idle_since_ms >= p->o.overflow_idle_ms) {
-		p->st.overflow_closes++;
-		return "overflow";
-	}
-	return NULL;
+	if (c->expires_ms <= now)
+		*why = SB_CLOSE_LIFETIME;
+	else if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms)
+		*why = SB_CLOSE_IDLE;
+	else if (surplus > 0 && now - c->idle_since_ms >= p->o.overflow_idle_ms)
+		*why = SB_CLOSE_OVERFLOW;
+	else
+		return false;
+	return true;
 }
 
 /* Moves expired idle connections to p->doomed; oldest first, so surplus
@@ -353,11 +324,12 @@ static int collect_expired_locked(struct pool *p, int64_t now)
 	int n = 0;
 	int surplus = live_locked(p) - p->o.size;
 	for (int i = 0; i < p->n_idle;) {
-		const char *why = expiry_reason_locked(p, i, surplus, now);
-		if (!why) {
+		enum sb_close_reason why;
+		if (!expired_locked(p, i, surplus, now, &why)) {
 			i++;
 			continue;
 		}
+		count_close_locked(p, why);
 		p->doomed[n] = p->idle[i];
 		p->doomed_why[n++] = why;
 		remove_idle_at_locked(p, i);
@@ -372,11 +344,13 @@ static void serve_waiters_locked(struct pool *p);
 
 /* Close outside the mutex. counted: the caller moved c to n_closing, whose
  * place in the bound is given back (to a waiter, if any) once it is closed. */
-static void close_conn(struct pool *p, struct pool_conn *c, const char *why, int left, bool counted)
+static void close_conn(struct pool *p, struct pool_conn *c, enum sb_close_reason why, int left,
+		       bool counted)
 {
 	long long age_s = (long long)(clock_now_ms() - c->created_ms) / 1000;
 	p->c->close(p->ctx, c->handle);
-	log_info("db connection closed reason=%s age_s=%lld pool_size=%d", why, age_s, left);
+	log_info("db connection closed reason=%s age_s=%lld pool_size=%d",
+		 scoreboard_close_reason_name(why), age_s, left);
 	free(c);
 	if (!counted)
 		return;
@@ -386,12 +360,11 @@ static void close_conn(struct pool *p, struct pool_conn *c, const char *why, int
 	pool_unlock(p);
 }
 
-static struct pool_conn *new_conn_locked(struct pool *p, void *h, const struct pgconn_info *info)
+static struct pool_conn *new_conn_locked(struct pool *p, void *h)
 {
 	struct pool_conn *c = xcalloc(1, sizeof *c);
 	int64_t now = clock_now_ms();
 	c->handle = h;
-	c->info = *info;
 	c->created_ms = now;
 	c->idle_since_ms = now;
 	c->expires_ms = NEVER;
@@ -405,107 +378,6 @@ static struct pool_conn *new_conn_locked(struct pool *p, void *h, const struct p
 	return c;
 }
 
-static void *try_connect(struct pool *p, enum retry_verdict v, int64_t deadline_ms,
-			 struct pgconn_info *info, struct db_error *err)
-{
-	int64_t attempt_deadline = min64(clock_now_ms() + p->o.connect_timeout_ms, deadline_ms);
-	void *h = p->c->connect(p->ctx, attempt_deadline, info, err);
-	if (!h)
-		return NULL;
-	if (retry_breaker_success(&p->breaker, v))
-		log_info("db circuit breaker closed");
-	pthread_mutex_lock(&p->mu);
-	p->st.connects_ok++;
-	p->st.connect_us += (uint64_t)(info->connect_ms * 1000.0);
-	if (p->mirror) {
-		int b = scoreboard_bucket((int64_t)(info->connect_ms * 1000.0));
-		if (b < SB_DURATION_BUCKETS)
-			sb_add(&p->mirror->connect_buckets[b], 1);
-	}
-	pool_unlock(p);
-	return h;
-}
-
-static void log_connect_failure(const struct pool *p, int attempt, const struct db_error *err,
-				int64_t wait, bool opened)
-{
-	const char *cat = db_category_name(err->category);
-	if (wait >= 0)
-		log_warnx("db connect failed category=%s attempt=%d sqlstate=%s reason=\"%s\" "
-			  "next_backoff_ms=%lld",
-			  cat, attempt + 1, err->sqlstate, err->message, (long long)wait);
-	else
-		log_warnx("db connect failed category=%s attempt=%d sqlstate=%s reason=\"%s\" "
-			  "retry=no transient=%s",
-			  cat, attempt + 1, err->sqlstate, err->message,
-			  err->transient ? "yes" : "no");
-	if (opened)
-		log_warnx("db circuit breaker open failures=%d cooldown_ms=%lld",
-			  p->o.breaker_threshold, (long long)p->o.breaker_cooldown_ms);
-}
-
-/* Counts and logs a failed attempt; the backoff before the next one, or -1
- * when there is none (permanent, attempts used up, breaker opened, or the
- * wait would reach the deadline). */
-static int64_t after_failure(struct pool *p, enum retry_verdict v, int attempt, int64_t deadline_ms,
-			     const struct db_error *err)
-{
-	/* Only transient failures trip the breaker: a permanent one (wrong
-	 * password, database missing) is never retried anyway, so each caller
-	 * costs the server one attempt and keeps getting the true category. A
-	 * half-open probe must be answered either way. */
-	bool opened = (err->transient || v == RETRY_PROBE) && retry_breaker_failure(&p->breaker, v);
-	unsigned cat = (unsigned)err->category < DB_CATEGORY_COUNT ? err->category : DB_UNREACHABLE;
-	int64_t wait = -1;
-
-	pthread_mutex_lock(&p->mu);
-	p->st.connects_failed[cat]++;
-	p->last_failure = (enum db_category)cat;
-	if (err->transient && attempt < p->o.retry_attempts && !opened)
-		wait = retry_backoff_until(&p->rng, attempt, p->o.retry_backoff_ms,
-					   p->o.retry_backoff_cap_ms, clock_now_ms(), deadline_ms);
-	p->st.retries += wait >= 0;
-	pool_unlock(p);
-	log_connect_failure(p, attempt, err, wait, opened);
-	return wait;
-}
-
-static void *breaker_denied(struct pool *p, struct db_error *err)
-{
-	pthread_mutex_lock(&p->mu);
-	p->st.breaker_rejects++;
-	enum db_category last = p->last_failure;
-	pool_unlock(p);
-	fail_with(err, DB_CIRCUIT_OPEN, true,
-		  "circuit breaker open after repeated connect failures (last: %s)",
-		  db_category_name(last));
-	err->cause = last;
-	return NULL;
-}
-
-/* Transient failures are retried with full-jitter backoff, never past the
- * deadline; every attempt asks the breaker first. Runs without the mutex. */
-static void *connect_with_retry(struct pool *p, int64_t deadline_ms, struct pgconn_info *info,
-				struct db_error *err)
-{
-	for (int attempt = 0;; attempt++) {
-		if (clock_now_ms() >= deadline_ms) {
-			fail_with(err, DB_TIMEOUT, true, "no time left to connect");
-			return NULL;
-		}
-		enum retry_verdict v = retry_breaker_allow(&p->breaker);
-		if (v == RETRY_DENY)
-			return breaker_denied(p, err);
-		void *h = try_connect(p, v, deadline_ms, info, err);
-		if (h)
-			return h;
-		int64_t wait = after_failure(p, v, attempt, deadline_ms, err);
-		if (wait < 0)
-			return NULL;
-		sleep_ms(wait);
-	}
-}
-
 /* The caller holds an opening slot; connect outside the mutex, then turn
  * the slot into an in-use connection, or pass it on to a waiter. */
 static int open_conn(struct pool *p, int64_t deadline_ms, struct pool_conn **out,
@@ -513,12 +385,12 @@ static int open_conn(struct pool *p, int64_t deadline_ms, struct pool_conn **out
 {
 	struct pgconn_info info = { 0 };
 	struct pool_conn *c = NULL;
-	void *h = connect_with_retry(p, deadline_ms, &info, err);
+	void *h = pool_dial_connect(p->dial, deadline_ms, &info, err);
 
 	pthread_mutex_lock(&p->mu);
 	p->n_opening--;
 	if (h) {
-		c = new_conn_locked(p, h, &info);
+		c = new_conn_locked(p, h);
 		p->n_in_use++;
 		wake_maintenance_locked(p); /* idle ones may be surplus now */
 	} else {
@@ -560,8 +432,7 @@ static int wait_turn_locked(struct pool *p, int64_t deadline_ms, struct pool_con
 		return w.conn ? 1 : 0;
 	}
 	p->st.timeouts++;
-	fail_with(err, DB_POOL_TIMEOUT, true, "%s",
-		  p->stopping ? "pool is shutting down" : "no connection free in time");
+	pool_timeout(err, p->stopping ? "pool is shutting down" : "no connection free in time");
 	return -1;
 }
 
@@ -571,7 +442,7 @@ static int checkout_locked(struct pool *p, int64_t deadline_ms, struct pool_conn
 {
 	if (p->stopping) {
 		p->st.timeouts++;
-		fail_with(err, DB_POOL_TIMEOUT, true, "pool is shutting down");
+		pool_timeout(err, "pool is shutting down");
 		return -1;
 	}
 	if (!p->head && p->n_idle > 0) {
@@ -586,38 +457,37 @@ static int checkout_locked(struct pool *p, int64_t deadline_ms, struct pool_conn
 	return wait_turn_locked(p, deadline_ms, cp, err);
 }
 
-/* Why c (ours, idle until now) must not be handed out, or NULL. */
-static const char *unusable(struct pool *p, struct pool_conn *c, int64_t deadline_ms)
+/* Pre-ping c, idle since c->idle_since_ms: false when it turns out dead. */
+static bool passes_preping(struct pool *p, struct pool_conn *c, int64_t now, int64_t deadline_ms)
 {
-	int64_t now = clock_now_ms();
 	struct db_error err;
-	if (c->expires_ms <= now)
-		return "lifetime";
-	if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms)
-		return "idle";
-	if (!p->o.pre_ping)
-		return NULL;
+
 	if (!p->c->looks_alive(p->ctx, c->handle))
-		return "dead";
+		return false;
 	if (now - c->idle_since_ms < p->o.pre_ping_quiet_ms)
-		return NULL;
+		return true;
 	/* A ping that takes longer than a connect is worth less than one. A
 	 * caller already past its deadline gets the connection unpinged: a ping
 	 * cut short would cost us a connection that is probably fine. */
 	int64_t ping_deadline = min64(deadline_ms, now + p->o.connect_timeout_ms);
-	if (ping_deadline > now && p->c->ping(p->ctx, c->handle, ping_deadline, &err) != 0)
-		return "dead";
-	return NULL;
+	return ping_deadline <= now || p->c->ping(p->ctx, c->handle, ping_deadline, &err) == 0;
 }
 
-static void count_eviction_locked(struct pool *p, const char *why)
+/* Whether c (ours, idle until now) must not be handed out, and why. */
+static bool unusable(struct pool *p, struct pool_conn *c, int64_t deadline_ms,
+		     enum sb_close_reason *why)
 {
-	if (strcmp(why, "dead") == 0)
-		p->st.preping_evictions++;
-	else if (strcmp(why, "lifetime") == 0)
-		p->st.lifetime_closes++;
+	int64_t now = clock_now_ms();
+
+	if (c->expires_ms <= now)
+		*why = SB_CLOSE_LIFETIME;
+	else if (p->o.idle_timeout_ms > 0 && now - c->idle_since_ms >= p->o.idle_timeout_ms)
+		*why = SB_CLOSE_IDLE;
+	else if (p->o.pre_ping && !passes_preping(p, c, now, deadline_ms))
+		*why = SB_CLOSE_DEAD;
 	else
-		p->st.idle_closes++;
+		return false;
+	return true;
 }
 
 /* Vets *cp; a dead one is closed and swapped for the next idle one, so a
@@ -627,11 +497,11 @@ static bool vet(struct pool *p, struct pool_conn **cp, int64_t deadline_ms)
 {
 	struct pool_conn *c = *cp;
 	while (c) {
-		const char *why = unusable(p, c, deadline_ms);
-		if (!why)
+		enum sb_close_reason why;
+		if (!unusable(p, c, deadline_ms, &why))
 			return true;
 		pthread_mutex_lock(&p->mu);
-		count_eviction_locked(p, why);
+		count_close_locked(p, why);
 		struct pool_conn *next = p->n_idle > 0 ? pop_idle_locked(p) : NULL;
 		if (!next) {
 			/* c's place becomes the slot this caller opens into. */
@@ -669,52 +539,49 @@ int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, st
 
 /* ---- release ---- */
 
-/* Why a returned connection must be closed rather than kept, or NULL. */
-static const char *release_verdict(struct pool *p, struct pool_conn *c, bool broken, int64_t now)
+/* Whether a returned connection must be closed rather than kept, and why. */
+static bool release_closes(struct pool *p, struct pool_conn *c, bool broken, int64_t now,
+			   enum sb_close_reason *why)
 {
 	if (broken || !p->c->is_idle_txn(p->ctx, c->handle))
-		return "broken";
-	if (c->expires_ms <= now)
-		return "lifetime";
-	return NULL;
+		*why = SB_CLOSE_BROKEN;
+	else if (c->expires_ms <= now)
+		*why = SB_CLOSE_LIFETIME;
+	else
+		return false;
+	return true;
 }
 
 void pool_release(struct pool *p, struct pool_conn *c, bool broken)
 {
 	int64_t now = clock_now_ms();
-	const char *why = release_verdict(p, c, broken, now);
+	enum sb_close_reason why = SB_CLOSE_SHUTDOWN;
+	bool close = release_closes(p, c, broken, now, &why);
 
 	pthread_mutex_lock(&p->mu);
-	if (!why && p->stopping)
-		why = "shutdown";
+	close = close || p->stopping;
 	p->n_in_use--;
-	if (!why) {
+	if (!close) {
 		/* Surplus stays too: it is closed by the maintenance thread
 		 * once idle for overflow_idle_ms, never here (DESIGN.md §5). */
 		c->idle_since_ms = now;
 		p->idle[p->n_idle++] = c;
 	} else {
 		p->n_closing++;
-		p->st.lifetime_closes += strcmp(why, "lifetime") == 0;
-		p->st.discards += strcmp(why, "broken") == 0;
+		count_close_locked(p, why);
 	}
 	serve_waiters_locked(p);
-	if (!why)
+	if (!close)
 		wake_maintenance_locked(p);
 	int left = live_locked(p);
 	pool_unlock(p);
-	if (why)
+	if (close)
 		close_conn(p, c, why, left, true);
 }
 
 void *pool_conn_handle(const struct pool_conn *c)
 {
 	return c->handle;
-}
-
-const struct pgconn_info *pool_conn_info(const struct pool_conn *c)
-{
-	return &c->info;
 }
 
 /* ---- maintenance thread ---- */
@@ -777,7 +644,7 @@ static int start_maintenance(struct pool *p)
 
 static void free_pool(struct pool *p)
 {
-	retry_breaker_destroy(&p->breaker);
+	pool_dial_free(p->dial);
 	pthread_cond_destroy(&p->maint_cv);
 	pthread_condattr_destroy(&p->cattr);
 	pthread_mutex_destroy(&p->mu);
@@ -787,8 +654,8 @@ static void free_pool(struct pool *p)
 	free(p);
 }
 
-struct pool *pool_create_opts(const struct pool_options *o, const struct pool_connector *connector,
-			      void *ctx)
+struct pool *pool_create(const struct pool_options *o, const struct pool_connector *connector,
+			 void *ctx)
 {
 	struct pool *p = xcalloc(1, sizeof *p);
 	p->o = *o;
@@ -803,24 +670,23 @@ struct pool *pool_create_opts(const struct pool_options *o, const struct pool_co
 	/* Deadlines are monotonic; a wall-clock step must not stretch a wait. */
 	pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->maint_cv, &p->cattr);
-	retry_breaker_init(&p->breaker, o->breaker_threshold, o->breaker_cooldown_ms, NULL, NULL);
 	retry_rng_seed(&p->rng, o->seed ? o->seed
 					: (uint64_t)getpid() << 32 ^ (uint64_t)clock_now_us() ^
 					      (uint64_t)(uintptr_t)p);
+	struct pool_dial_options dial = {
+		.connect_timeout_ms = o->connect_timeout_ms,
+		.retry = o->retry,
+		.breaker_threshold = o->breaker_threshold,
+		.breaker_cooldown_ms = o->breaker_cooldown_ms,
+		.seed = retry_rng_next(&p->rng),
+	};
+	p->dial = pool_dial_new(connector, ctx, &dial);
 	if (start_maintenance(p) < 0)
 		goto fail;
 	return p;
 fail:
 	free_pool(p);
 	return NULL;
-}
-
-struct pool *pool_create(const struct config *cfg, const struct pool_connector *connector,
-			 void *ctx)
-{
-	struct pool_options o;
-	pool_options_from_config(&o, cfg);
-	return pool_create_opts(&o, connector, ctx);
 }
 
 void pool_destroy(struct pool *p)
@@ -838,7 +704,7 @@ void pool_destroy(struct pool *p)
 	/* The maintenance thread is gone and no caller is left: no lock. */
 	while (p->n_idle > 0) {
 		struct pool_conn *c = pop_idle_locked(p);
-		close_conn(p, c, "shutdown", live_locked(p), false);
+		close_conn(p, c, SB_CLOSE_SHUTDOWN, live_locked(p), false);
 	}
 	if (p->n_in_use > 0 || p->n_opening > 0)
 		log_warnx("db pool destroyed with connections checked out in_use=%d opening=%d",
@@ -856,6 +722,14 @@ void pool_stats(struct pool *p, struct pool_stats *out)
 	out->waiting = p->n_waiting;
 	out->max = max_conns(p);
 	pool_unlock(p);
-	out->breaker_state = (int)retry_breaker_state(&p->breaker);
-	out->breaker_opens = retry_breaker_opens(&p->breaker);
+
+	struct pool_dial_stats d;
+	pool_dial_stats(p->dial, &d);
+	out->connects_ok = d.connects_ok;
+	out->connect_us = d.connect_us;
+	memcpy(out->connects_failed, d.connects_failed, sizeof out->connects_failed);
+	out->retries = d.retries;
+	out->breaker_rejects = d.breaker_rejects;
+	out->breaker_opens = d.breaker_opens;
+	out->breaker_state = d.breaker_state;
 }

@@ -15,17 +15,24 @@ static const struct route_def routes[ROUTE_COUNT] = {
 	[ROUTE_METRICS] = { "/metrics", "metrics" },
 };
 
-static bool enabled[ROUTE_COUNT] = { [ROUTE_HEALTH] = true };
-
-void router_enable(enum route r, bool on)
-{
-	if (r > ROUTE_NOT_FOUND && r < ROUTE_COUNT)
-		enabled[r] = on;
-}
-
 const char *router_name(enum route r)
 {
 	return (r >= 0 && r < ROUTE_COUNT) ? routes[r].name : "other";
+}
+
+const char *router_reason_phrase(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
 }
 
 /* Length of the path part of a request URI: up to '?' or '#'. */
@@ -36,12 +43,9 @@ static size_t uri_path_len(const char *uri)
 
 static enum route lookup(const char *path, size_t len)
 {
-	for (int r = ROUTE_NOT_FOUND + 1; r < ROUTE_COUNT; r++) {
-		if (!enabled[r])
-			continue;
+	for (int r = ROUTE_NOT_FOUND + 1; r < ROUTE_COUNT; r++)
 		if (strlen(routes[r].path) == len && memcmp(routes[r].path, path, len) == 0)
 			return (enum route)r;
-	}
 	return ROUTE_NOT_FOUND;
 }
 

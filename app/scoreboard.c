@@ -10,9 +10,10 @@
 /* After its sequence counter, struct sb_pool is SB_POOL_GAUGES gauges followed
  * only by counters. */
 _Static_assert(offsetof(struct sb_pool, acquires) - offsetof(struct sb_pool, idle) ==
-		       SB_POOL_GAUGES * sizeof(sb_gauge),
+		   SB_POOL_GAUGES * sizeof(sb_gauge),
 	       "sb_pool must start with its gauges");
-_Static_assert((sizeof(struct sb_pool) - offsetof(struct sb_pool, acquires)) % sizeof(sb_counter) == 0,
+_Static_assert((sizeof(struct sb_pool) - offsetof(struct sb_pool, acquires)) % sizeof(sb_counter) ==
+		   0,
 	       "sb_pool must end with counters only");
 
 const double sb_duration_bounds[SB_DURATION_BUCKETS] = {
@@ -169,4 +170,17 @@ void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out)
 			     (sizeof(*p) - offsetof(struct sb_pool, acquires)) /
 				 sizeof(sb_counter));
 	}
+}
+
+const char *scoreboard_close_reason_name(enum sb_close_reason r)
+{
+	switch (r) {
+	case SB_CLOSE_IDLE: return "idle";
+	case SB_CLOSE_LIFETIME: return "lifetime";
+	case SB_CLOSE_OVERFLOW: return "overflow";
+	case SB_CLOSE_DEAD: return "dead";
+	case SB_CLOSE_BROKEN: return "broken";
+	case SB_CLOSE_SHUTDOWN: return "shutdown";
+	}
+	return "unknown";
 }

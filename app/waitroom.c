@@ -29,6 +29,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define ROOM_MAX         512  /* connections waiting or lingering per worker */
 #define LINGER_MS        1000 /* a peer still sending after our answer gets this long */
@@ -356,8 +357,9 @@ static int64_t expire(struct waitroom *wr, int64_t now)
 	return next;
 }
 
-/* Under the lock: how long epoll_wait may sleep. */
-static int sleep_ms(struct waitroom *wr)
+/* Under the lock: close what has expired, then say how long epoll_wait may
+ * block before a deadline (or a re-kick) is due. */
+static int epoll_timeout_ms(struct waitroom *wr)
 {
 	int64_t now = clock_now_ms(), next = expire(wr, now);
 	int64_t ms = next < 0 ? IDLE_TICK_MS : next - now;
@@ -376,7 +378,7 @@ static void *room_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&wr->mu);
 		bool stop = wr->stopped, kick = wr->nready > 0;
-		int ms = sleep_ms(wr);
+		int ms = epoll_timeout_ms(wr);
 		pthread_mutex_unlock(&wr->mu);
 		if (stop)
 			return NULL;
@@ -398,11 +400,10 @@ static void *room_main(void *arg)
 
 struct waitroom *waitroom_new(const struct waitroom_opts *o)
 {
-	struct waitroom *wr = calloc(1, sizeof *wr);
+	struct waitroom *wr = xcalloc(1, sizeof *wr);
 	struct epoll_event ev = { .events = EPOLLIN };
 
-	if (wr == NULL || (wr->buf = malloc(FCGIGUARD_HEAD_MAX)) == NULL)
-		abort();
+	wr->buf = xmalloc(FCGIGUARD_HEAD_MAX);
 	wr->o = *o;
 	wr->wake_at = INT64_MAX;
 	pthread_mutex_init(&wr->mu, NULL);

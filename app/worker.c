@@ -21,6 +21,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,10 +35,12 @@
 #include "peer.h"
 #include "pgconn.h"
 #include "pool.h"
+#include "pool_pg.h"
 #include "router.h"
 #include "scoreboard.h"
 #include "waitroom.h"
 #include "worker.h"
+#include "xalloc.h"
 
 /* A connection's request head (everything up to the end of FCGI_PARAMS) must
  * arrive within this long of the connection, or of its first byte on a kept
@@ -73,7 +76,6 @@ struct request_thread {
 struct worker {
 	const struct config *cfg;
 	int listen_fd;
-	int slot;
 	struct scoreboard *sb;
 	struct sb_slot *sb_slot;
 	int64_t started_ms;
@@ -98,28 +100,12 @@ struct response {
 	int retry_after;
 };
 
-static void on_kick(int sig)
+/* A handler that does nothing: SIGUSR2 interrupts an idle thread's accept()
+ * or poll() with EINTR; SIGTERM and SIGUSR1, blocked and taken with
+ * sigwaitinfo(), need one only so that FCGX_Init installs none of its own. */
+static void on_signal(int sig)
 {
 	(void)sig;
-}
-
-static void on_flag_signal(int sig)
-{
-	(void)sig;
-}
-
-static const char *reason_phrase(int status)
-{
-	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 414: return "URI Too Long";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Unknown";
-	}
 }
 
 static void respond_error(struct response *r, int status, const char *msg)
@@ -129,9 +115,7 @@ static void respond_error(struct response *r, int status, const char *msg)
 
 	r->status = status;
 	r->content_type = "application/json";
-	r->body = strdup(buf);
-	if (!r->body)
-		abort();
+	r->body = xstrdup(buf);
 	r->len = (size_t)n;
 }
 
@@ -141,7 +125,7 @@ static void write_response(FCGX_Request *req, const struct response *r, bool hea
 	int n = snprintf(hdr, sizeof(hdr),
 			 "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "Cache-Control: no-store\r\n",
-			 r->status, reason_phrase(r->status), r->content_type, r->len);
+			 r->status, router_reason_phrase(r->status), r->content_type, r->len);
 
 	if (r->allow)
 		n += snprintf(hdr + n, sizeof(hdr) - (size_t)n, "Allow: %s\r\n", r->allow);
@@ -212,9 +196,7 @@ static void dispatch(struct worker *w, const struct route_match *m, struct respo
 		r->body = health_live_body((long)((clock_now_ms() - w->started_ms) / 1000), w->pid,
 					   &r->len);
 		break;
-	case ROUTE_HEALTH_DB:
-		respond_health_db(w, r);
-		break;
+	case ROUTE_HEALTH_DB: respond_health_db(w, r); break;
 	case ROUTE_METRICS:
 		r->status = 200;
 		r->content_type = METRICS_CONTENT_TYPE;
@@ -302,7 +284,7 @@ static int accept_connection(struct worker *w)
 				poll(NULL, 0, 10); /* let descriptors free up instead of spinning */
 			continue;
 		}
-		if (peer_allowed(w->allow, (struct sockaddr *)&sa, len))
+		if (peer_allowed(w->allow, (struct sockaddr *)&sa))
 			return fd;
 		close(fd);
 	}
@@ -424,7 +406,8 @@ static void close_after_peer(struct waitroom *room, int fd)
 	if (poll(&p, 1, CLOSE_WAIT_MS) == 1) {
 		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		if (n == 0 ||
+		    (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
 			close(fd); /* closed (or reset) by the peer */
 			return;
 		}
@@ -473,10 +456,12 @@ static void note_request_done(struct worker *w)
  * a thread that wakes up does not preempt the one running. Ours wake for
  * every connection, every answer from the database and every close by the
  * web server; preempting nginx or a sibling thread at each of those costs
- * more CPU per request than our own work does (bench/results/README.md,
- * finding 7). It needs no privilege, and a thread that wakes on an idle CPU
- * runs at once all the same. A policy the operator chose (chrt, systemd's
- * CPUSchedulingPolicy=) is kept. */
+ * more CPU per request than our own work does: on two CPUs at c=128, /health
+ * cost 33 µs of CPU per request under the normal policy and 28 µs under
+ * SCHED_BATCH, what a bare libfcgi responder costs (bench/results/README.md
+ * has the measurement). It needs no privilege, and a thread that wakes
+ * on an idle CPU runs at once all the same. A policy the operator chose
+ * (chrt, systemd's CPUSchedulingPolicy=) is kept. */
 static void set_sched(const struct request_thread *t)
 {
 	struct sched_param sp = { .sched_priority = 0 };
@@ -500,9 +485,7 @@ static void *request_thread_main(void *arg)
 	 * record it would otherwise block in accept() where we cannot wake it). */
 	FCGX_InitRequest(&req, -1, FCGI_FAIL_ACCEPT_ON_INTR);
 	t->io_fd = -1;
-	t->buf = malloc(FCGIGUARD_HEAD_MAX);
-	if (!t->buf)
-		abort();
+	t->buf = xmalloc(FCGIGUARD_HEAD_MAX);
 	while (next_request(t, &req) == 0) {
 		handle_request(t, &req);
 		finish_request(t, &req);
@@ -516,18 +499,16 @@ static void *request_thread_main(void *arg)
 
 static void install_signals(void)
 {
-	struct sigaction kick = { .sa_handler = on_kick }; /* no SA_RESTART: EINTR wanted */
-	struct sigaction flag = { .sa_handler = on_flag_signal };
+	struct sigaction wake = { .sa_handler = on_signal }; /* no SA_RESTART: EINTR wanted */
 	struct sigaction ign = { .sa_handler = SIG_IGN };
 
-	sigemptyset(&kick.sa_mask);
-	sigemptyset(&flag.sa_mask);
+	sigemptyset(&wake.sa_mask);
 	sigemptyset(&ign.sa_mask);
-	sigaction(SIGUSR2, &kick, NULL);
+	sigaction(SIGUSR2, &wake, NULL);
 	/* Ours before FCGX_Init, which installs its own only where the
 	 * disposition is still the default. */
-	sigaction(SIGTERM, &flag, NULL);
-	sigaction(SIGUSR1, &flag, NULL);
+	sigaction(SIGTERM, &wake, NULL);
+	sigaction(SIGUSR1, &wake, NULL);
 	sigaction(SIGPIPE, &ign, NULL);
 	sigaction(SIGHUP, &ign, NULL);
 }
@@ -545,9 +526,7 @@ static int start_threads(struct worker *w)
 {
 	long n = w->cfg->worker_threads;
 
-	w->threads = calloc((size_t)n, sizeof(*w->threads));
-	if (!w->threads)
-		abort();
+	w->threads = xcalloc((size_t)n, sizeof(*w->threads));
 	for (w->nthreads = 0; w->nthreads < n; w->nthreads++) {
 		struct request_thread *t = &w->threads[w->nthreads];
 		t->w = w;
@@ -613,7 +592,7 @@ static void wait_for_stop(void)
 	} while (sig < 0 && errno == EINTR);
 }
 
-static void become_worker(const struct config *cfg)
+static void become_worker(void)
 {
 	sigset_t set;
 
@@ -625,12 +604,23 @@ static void become_worker(const struct config *cfg)
 	/* libfcgi reads its allow-list from the environment in FCGX_Init; we
 	 * filter peers ourselves, so it must not filter (IPv4 only) as well. */
 	unsetenv("FCGI_WEB_SERVER_ADDRS");
-	(void)cfg;
+}
+
+/* ---- start-up and shutdown: each step has its release below ---- */
+
+static int fcgi_init_worker(void)
+{
+	if (FCGX_Init() != 0) {
+		log_errorx("FCGX_Init failed");
+		return -1;
+	}
+	return 0;
 }
 
 /* The pool starts empty: no connection is opened until a request needs one. */
 static int db_init_worker(struct worker *w)
 {
+	struct pool_options opts;
 	char err[256];
 
 	w->db_params = pgconn_params_new(w->cfg->database_url, err, sizeof(err));
@@ -638,14 +628,13 @@ static int db_init_worker(struct worker *w)
 		log_errorx("DATABASE_URL unusable: %s", err);
 		return -1;
 	}
-	w->pool = pool_create(w->cfg, pgconn_connector(), w->db_params);
+	pool_options_from_config(&opts, w->cfg);
+	w->pool = pool_create(&opts, pool_pg_connector(), w->db_params);
 	if (!w->pool) {
 		log_errorx("cannot create the connection pool");
-		pgconn_params_free(w->db_params);
 		return -1;
 	}
 	pool_set_mirror(w->pool, &w->sb_slot->pool);
-	router_enable(ROUTE_HEALTH_DB, true);
 	return 0;
 }
 
@@ -657,47 +646,65 @@ static void db_stop_worker(struct worker *w)
 	pgconn_params_free(w->db_params);
 }
 
+/* Cannot fail: allocation aborts, and NULL means every peer is allowed. */
+static int peer_init_worker(struct worker *w)
+{
+	w->allow = peer_allowlist_new(w->cfg->fcgi_web_server_addrs);
+	return 0;
+}
+
+static int room_init_worker(struct worker *w)
+{
+	struct waitroom_opts room = { .max_conns = w->cfg->workers * w->cfg->worker_threads,
+				      .kick = kick_idle_thread,
+				      .kick_arg = w };
+
+	w->room = waitroom_new(&room);
+	return w->room ? 0 : -1;
+}
+
+/* Serve until told to stop; the room's thread starts after the request
+ * threads, which it kicks. 0, or 1 when a thread could not start. */
+static int serve(struct worker *w)
+{
+	int status = 0;
+
+	if (start_threads(w) < 0 || waitroom_start(w->room) < 0)
+		status = 1;
+	else
+		wait_for_stop();
+	stop_threads(w);
+	return status;
+}
+
 int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, int slot,
 	       int64_t started_ms)
 {
 	struct worker w = { .cfg = cfg,
 			    .listen_fd = listen_fd,
-			    .slot = slot,
 			    .sb = sb,
 			    .sb_slot = &sb->slots[slot],
 			    .started_ms = started_ms,
 			    .pid = (long)getpid(),
 			    .main_tid = pthread_self() };
-	int status = 0;
+	/* A worker that cannot start with this configuration exits EX_CONFIG,
+	 * and the master does not respawn it (nginx's fatal exit). */
+	int status = EX_CONFIG;
+	bool served = false;
 
-	become_worker(cfg);
-	if (FCGX_Init() != 0) {
-		log_errorx("FCGX_Init failed");
-		return WORKER_EXIT_FATAL;
-	}
-	if (db_init_worker(&w) < 0)
-		return WORKER_EXIT_FATAL;
-	router_enable(ROUTE_METRICS, true);
-	w.allow = peer_allowlist_new(cfg->fcgi_web_server_addrs);
-	struct waitroom_opts room = { .max_conns = cfg->workers * cfg->worker_threads,
-				      .kick = kick_idle_thread,
-				      .kick_arg = &w };
-	w.room = waitroom_new(&room);
-	if (!w.room) {
-		db_stop_worker(&w);
-		peer_allowlist_free(w.allow);
-		return WORKER_EXIT_FATAL;
-	}
+	become_worker();
+	if (fcgi_init_worker() < 0 || db_init_worker(&w) < 0 || peer_init_worker(&w) < 0 ||
+	    room_init_worker(&w) < 0)
+		goto out;
 	log_info("worker started slot=%d threads=%ld", slot, cfg->worker_threads);
-	/* The room's thread starts after the request threads, which it kicks. */
-	if (start_threads(&w) < 0 || waitroom_start(w.room) < 0)
-		status = 1;
-	else
-		wait_for_stop();
-	stop_threads(&w);
+	status = serve(&w);
+	served = true;
+out:
+	/* In reverse order of the chain above; each release takes NULL. */
 	waitroom_free(w.room);
-	db_stop_worker(&w);
 	peer_allowlist_free(w.allow);
-	log_info("worker stopped slot=%d requests=%ld", slot, atomic_load(&w.requests));
+	db_stop_worker(&w);
+	if (served)
+		log_info("worker stopped slot=%d requests=%ld", slot, atomic_load(&w.requests));
 	return status;
 }

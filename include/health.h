@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "clock.h"
 #include "config.h"
 #include "pgconn.h"
 
@@ -17,7 +18,7 @@ struct health_db_check {
 	enum db_category category; /* on failure: the cause, even behind an open breaker */
 	bool circuit_open;         /* the failure was answered by the open breaker */
 	double response_ms;
-	char time[32];             /* RFC 3339 UTC time of the check */
+	char time[CLOCK_RFC3339_LEN]; /* RFC 3339 UTC time of the check */
 };
 
 /* The instance-wide pool picture: sums over every worker, and the bound. */

@@ -9,11 +9,8 @@
 
 struct config;
 
-enum listen_source { LISTEN_FD0, LISTEN_SYSTEMD, LISTEN_UNIX, LISTEN_TCP };
-
 struct listener {
 	int fd;
-	enum listen_source source;
 	char address[160];   /* for logs: "unix:/path", "127.0.0.1:9009", "fd:0" */
 	char unix_path[108]; /* set when we created a unix socket file (to unlink) */
 };
@@ -22,7 +19,7 @@ struct listener {
 bool listen_fd0_is_listener(void);
 /* Open (or adopt) the listening socket; -1 with err filled on failure. */
 int listen_open(const struct config *cfg, struct listener *out, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* Close the socket; remove_file also unlinks a unix socket file we created. */
 void listen_close(struct listener *l, bool remove_file);
 

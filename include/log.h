@@ -10,7 +10,6 @@ enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERRO
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
 void log_init(enum log_level level, enum log_format format);
-bool log_enabled(enum log_level level);
 void log_write(enum log_level level, int errnum, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -12,6 +12,6 @@ struct peer_allowlist;
 struct peer_allowlist *peer_allowlist_new(const char *comma_separated);
 void peer_allowlist_free(struct peer_allowlist *l);
 /* Unix-socket peers are always allowed; a refused TCP peer is logged. */
-bool peer_allowed(const struct peer_allowlist *l, const struct sockaddr *sa, socklen_t len);
+bool peer_allowed(const struct peer_allowlist *l, const struct sockaddr *sa);
 
 #endif

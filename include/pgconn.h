@@ -46,9 +46,5 @@ bool pgconn_looks_alive(PGconn *c);
 /* PQfinish, after which c is gone. */
 void pgconn_close(PGconn *c);
 
-/* The pool's connector over this module (see pool.h); its ctx is the
- * struct pgconn_params * the connections are opened with. */
-struct pool_connector;
-const struct pool_connector *pgconn_connector(void);
 
 #endif

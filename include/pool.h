@@ -9,23 +9,10 @@
 #include <stdint.h>
 
 #include "pgconn.h"
+#include "pool_connector.h"
+#include "retry.h"
 
 struct config;
-
-/* What the pool needs from a database driver; ctx is pool_create's ctx.
- * pgconn_connector() is the real one, the unit tests use a fake. */
-struct pool_connector {
-	/* Open one connection, never blocking past deadline_ms; NULL with err. */
-	void *(*connect)(void *ctx, int64_t deadline_ms, struct pgconn_info *info,
-			 struct db_error *err);
-	void (*close)(void *ctx, void *conn);
-	/* Cheap check, no round trip (socket EOF, pending FATAL). */
-	bool (*looks_alive)(void *ctx, void *conn);
-	/* Round trip bounded by deadline_ms; 0 when the server answered. */
-	int (*ping)(void *ctx, void *conn, int64_t deadline_ms, struct db_error *err);
-	/* Connection healthy and outside any transaction (PQTRANS_IDLE). */
-	bool (*is_idle_txn)(void *ctx, void *conn);
-};
 
 /* The pool's knobs in milliseconds; pool_options_from_config() maps
  * DESIGN.md §2's variables onto them, tests set them directly. 0 disables
@@ -40,10 +27,8 @@ struct pool_options {
 	int64_t idle_timeout_ms;    /* DB_IDLE_TIMEOUT_S */
 	int64_t max_lifetime_ms;    /* DB_MAX_LIFETIME_S, up to 10% less by jitter */
 	int64_t connect_timeout_ms; /* DB_CONNECT_TIMEOUT_MS */
-	int retry_attempts;         /* DB_RETRY_ATTEMPTS */
-	int64_t retry_backoff_ms;   /* DB_RETRY_BACKOFF_MS */
-	int64_t retry_backoff_cap_ms;
-	int breaker_threshold; /* consecutive connect failures that open it */
+	struct retry_policy retry;  /* DB_RETRY_ATTEMPTS, DB_RETRY_BACKOFF_MS */
+	int breaker_threshold;      /* consecutive connect failures that open it */
 	int64_t breaker_cooldown_ms;
 	uint64_t seed; /* jitter RNG; 0 = from pid and time */
 };
@@ -77,10 +62,8 @@ struct pool_conn;
 void pool_options_from_config(struct pool_options *o, const struct config *cfg);
 /* In the worker, after fork: starts the maintenance thread, opens nothing.
  * NULL (logged) only when the thread cannot be started. */
-struct pool *pool_create(const struct config *cfg, const struct pool_connector *connector,
+struct pool *pool_create(const struct pool_options *o, const struct pool_connector *connector,
 			 void *ctx) __attribute__((warn_unused_result));
-struct pool *pool_create_opts(const struct pool_options *o, const struct pool_connector *connector,
-			      void *ctx) __attribute__((warn_unused_result));
 /* Stops the maintenance thread and closes every pooled connection. Call once
  * no thread can acquire or release any more (request threads joined). */
 void pool_destroy(struct pool *p);
@@ -93,10 +76,8 @@ int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, st
 /* Give c back. broken: the caller saw it fail (dberror_discards()),
  * so it is closed; so is one left inside a transaction. */
 void pool_release(struct pool *p, struct pool_conn *c, bool broken);
-/* The connector's handle: a PGconn * with pgconn_connector(). */
+/* The connector's handle: a PGconn * with pool_pg_connector(). */
 void *pool_conn_handle(const struct pool_conn *c);
-/* Facts from when c was connected. */
-const struct pgconn_info *pool_conn_info(const struct pool_conn *c);
 
 void pool_stats(struct pool *p, struct pool_stats *out);
 struct sb_pool;

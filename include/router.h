@@ -1,5 +1,6 @@
 /* router: maps a FastCGI request (method, PATH_INFO, REQUEST_URI) to a route,
- * or to the 404/405 answer. Pure: no I/O. */
+ * or to the 404/405 answer, and names the HTTP statuses we answer with. Pure:
+ * no I/O. */
 #ifndef NEONFCGI_ROUTER_H
 #define NEONFCGI_ROUTER_H
 
@@ -26,7 +27,7 @@ void router_resolve(const char *method, const char *path_info, const char *reque
 		    struct route_match *out);
 /* Stable short name of a route ("health", "health_db", "metrics", "other"). */
 const char *router_name(enum route r);
-/* Mark a route as served; routes of later features answer 404 until enabled. */
-void router_enable(enum route r, bool on);
+/* The reason phrase of an HTTP status we answer with ("Not Found"…). */
+const char *router_reason_phrase(int status);
 
 #endif

@@ -15,15 +15,18 @@
 #define SB_SLOTS            512 /* as many as the master can have: 2 × WORKERS max (reload overlap) */
 #define SB_STATUS_CLASSES   5 /* 1xx … 5xx */
 #define SB_DURATION_BUCKETS 12
-#define SB_POOL_GAUGES 5 /* idle, in_use, opening, waiting, breaker_open */
+#define SB_POOL_GAUGES      5 /* idle, in_use, opening, waiting, breaker_open */
 
+/* Why the pool closed a connection. */
 enum sb_close_reason {
 	SB_CLOSE_IDLE,
 	SB_CLOSE_LIFETIME,
 	SB_CLOSE_OVERFLOW,
 	SB_CLOSE_DEAD,
 	SB_CLOSE_BROKEN,
-	SB_CLOSE_REASONS
+	SB_CLOSE_REASONS, /* the reasons above, counted in sb_pool.closes */
+	/* The pool's own end: logged, not counted. */
+	SB_CLOSE_SHUTDOWN = SB_CLOSE_REASONS,
 };
 enum sb_exit_cause { SB_EXIT_NORMAL, SB_EXIT_ERROR, SB_EXIT_SIGNAL, SB_EXIT_CAUSES };
 
@@ -80,15 +83,12 @@ int scoreboard_slots_used(const struct scoreboard *sb);
 void scoreboard_set_pool_gauges(struct sb_pool *p, const int64_t gauges[SB_POOL_GAUGES]);
 /* Sum of every slot's pool section into out (a plain, non-shared copy). */
 void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out);
+/* "idle", "lifetime", …, "shutdown": the label of /metrics and of log lines. */
+const char *scoreboard_close_reason_name(enum sb_close_reason r);
 
 static inline void sb_add(sb_counter *c, uint64_t n)
 {
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
-
-static inline void sb_gauge_add(sb_gauge *g, int64_t n)
-{
-	atomic_fetch_add_explicit(g, n, memory_order_relaxed);
 }
 
 static inline uint64_t sb_get(const sb_counter *c)

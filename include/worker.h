@@ -8,12 +8,10 @@
 struct config;
 struct scoreboard;
 
-/* Worker exit status when it cannot work with its configuration (the master
- * does not respawn it, like nginx's fatal exit). */
-#define WORKER_EXIT_FATAL 78
-
 /* Run a worker in scoreboard slot `slot` until told to stop; returns its exit
- * status. started_ms is the instance's start (clock_now_ms()) for uptime. */
+ * status: EX_CONFIG (<sysexits.h>) when it cannot work with its configuration,
+ * which the master does not respawn. started_ms is the instance's start
+ * (clock_now_ms()) for uptime. */
 int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, int slot,
 	       int64_t started_ms);
 

@@ -35,6 +35,8 @@ struct db_case {
 	int min_retry_after; /* 0: no Retry-After */
 };
 
+/* One case a row, as the struct reads. */
+/* clang-format off */
 static const struct db_case cases[] = {
 	{ "pass", true, DB_OK, false, { .idle = 2, .in_use = 1, .max = 16 }, HEALTH_DETAILS_FULL,
 	  "pass", 200, NULL, "pass", 0 },
@@ -63,6 +65,7 @@ static const struct db_case cases[] = {
 	{ "minimal_fail", false, DB_AUTH, false, { .max = 16 }, HEALTH_DETAILS_MINIMAL, "fail", 503,
 	  "auth", NULL, 1 },
 };
+/* clang-format on */
 
 static json_t *body_of(const struct db_case *c, int *http_status, int *retry_after)
 {
@@ -97,6 +100,17 @@ static void check_minimal(const struct db_case *c, json_t *obj)
 	assert_int_equal(json_object_size(obj), c->output ? 2 : 1);
 }
 
+/* UTC with milliseconds: 2026-12-05T09:53:55.123Z */
+static void check_rfc3339(const char *t)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+
+	assert_int_equal(strlen(t), strlen(shape));
+	for (size_t i = 0; shape[i]; i++)
+		if (shape[i] == 'd' ? t[i] < '0' || t[i] > '9' : t[i] != shape[i])
+			fail_msg("time %s is not RFC 3339 UTC with milliseconds", t);
+}
+
 static void check_response_time(const struct db_case *c, json_t *rt)
 {
 	assert_true(json_is_array(rt) && json_array_size(rt) == 1);
@@ -108,7 +122,7 @@ static void check_response_time(const struct db_case *c, json_t *rt)
 	assert_true(json_number_value(json_object_get(rt, "observedValue")) == 1.25);
 	assert_string_equal(str(rt, "status"), c->ok ? "pass" : "fail");
 	assert_non_null(str(rt, "time"));
-	assert_true(str(rt, "time")[strlen(str(rt, "time")) - 1] == 'Z');
+	check_rfc3339(str(rt, "time"));
 	if (c->output)
 		assert_string_equal(str(rt, "output"), c->output);
 	else
@@ -180,16 +194,46 @@ static void test_health_db_cases(void **state)
 		run_case(&cases[i]);
 }
 
+/* The output of each failure category, as DESIGN.md §4 spells it. */
+static const struct {
+	enum db_category category;
+	const char *output;
+	int min_retry_after;
+} category_outputs[] = {
+	{ DB_TIMEOUT, "timeout", 1 },
+	{ DB_UNREACHABLE, "unreachable", 1 },
+	{ DB_TLS, "tls", 30 },
+	{ DB_AUTH, "auth", 30 },
+	{ DB_REJECTED, "rejected", 1 },
+	{ DB_QUERY_FAILED, "query_failed", 1 },
+	{ DB_POOL_TIMEOUT, "pool_timeout", 1 },
+	{ DB_CIRCUIT_OPEN, "circuit_open", 2 },
+	{ DB_ENDPOINT, "endpoint", 30 },
+	{ DB_QUOTA, "quota", 30 },
+	{ DB_RATE_LIMITED, "rate_limited", 5 },
+};
+
 /* Whatever the category, a failure body names only the category: never a
  * libpq message, user or host (there is nothing else in struct health_db_check
  * to leak, and the body has no field for it). */
 static void test_every_category_has_a_name_in_output(void **state)
 {
+	size_t n = sizeof(category_outputs) / sizeof(category_outputs[0]);
+
 	(void)state;
-	for (int cat = DB_OK + 1; cat < DB_CATEGORY_COUNT; cat++) {
-		struct db_case c = { "category", false, (enum db_category)cat, false, { .max = 4 },
-				     HEALTH_DETAILS_FULL, "fail", 503,
-				     db_category_name((enum db_category)cat), "pass", 1 };
+	assert_int_equal(n, DB_CATEGORY_COUNT - 1); /* every category but DB_OK */
+	for (size_t i = 0; i < n; i++) {
+		struct db_case c = { category_outputs[i].output,
+				     false,
+				     category_outputs[i].category,
+				     false,
+				     { .max = 4 },
+				     HEALTH_DETAILS_FULL,
+				     "fail",
+				     503,
+				     category_outputs[i].output,
+				     "pass",
+				     category_outputs[i].min_retry_after };
 		run_case(&c);
 	}
 }

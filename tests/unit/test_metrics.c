@@ -1,6 +1,7 @@
 /* Unit tests of the /metrics renderer: every family announced with HELP and
  * TYPE, sums over slots, histogram _count equal to the request counter. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "sb_fixture.h"
 #include "scoreboard.h"
 
 static struct config cfg = { .workers = 4, .db_pool_size = 2, .db_max_overflow = 2 };
@@ -36,23 +38,82 @@ static double sample(const char *body, const char *prefix)
 	return -1;
 }
 
+/* The sample's metric name: up to its labels or its value. */
+static void sample_name(const char *line, char *out, size_t len)
+{
+	size_t n = strcspn(line, "{ ");
+
+	assert_true(n < len);
+	memcpy(out, line, n);
+	out[n] = '\0';
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Whether a sample named name belongs to a family of that name and type. */
+static bool sample_fits(const char *name, const char *family, const char *type)
+{
+	static const char *const parts[] = { "_bucket", "_sum", "_count" };
+	size_t n = strlen(family);
+
+	if (strcmp(type, "histogram") != 0)
+		return strcmp(name, family) == 0;
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		if (strncmp(name, family, n) == 0 && strcmp(name + n, parts[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Every family: a HELP line, then at once its TYPE line (same name, a type we
+ * use, _total for counters only), then only samples of that family and type;
+ * no family twice. */
 static void test_every_family_has_help_and_type(void **state)
 {
 	struct scoreboard *sb = *state;
-	char *body = render(sb), *save = NULL, family[128] = "";
+	char *body = render(sb), *save = NULL;
+	char family[128] = "", type[32] = "", name[128], seen[64][128];
+	size_t families = 0;
+	bool want_type = false;
 
 	for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "# HELP ", 7) == 0) {
-			sscanf(line + 7, "%127s", family);
+			assert_false(want_type); /* the previous HELP had its TYPE */
+			assert_int_equal(sscanf(line + 7, "%127s", family), 1);
+			assert_true(strncmp(family, "neonfcgi_", 9) == 0);
+			for (size_t i = 0; i < families; i++)
+				assert_string_not_equal(seen[i], family);
+			assert_true(families < 64);
+			strcpy(seen[families++], family);
+			want_type = true;
+			continue;
+		}
+		if (strncmp(line, "# TYPE ", 7) == 0) {
+			assert_true(want_type);
+			assert_int_equal(sscanf(line + 7, "%127s %31s", name, type), 2);
+			assert_string_equal(name, family);
+			assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
+				    strcmp(type, "histogram") == 0);
+			/* _total names a counter, and only a counter. */
+			assert_int_equal(ends_with(family, "_total"), strcmp(type, "counter") == 0);
+			want_type = false;
 			continue;
 		}
 		if (line[0] == '#')
-			continue;
-		/* A sample belongs to the family last announced (histograms add suffixes). */
+			fail_msg("a comment that is neither HELP nor TYPE: %s", line);
+		/* A sample belongs to the family last announced, and fits its type. */
+		assert_false(want_type);
 		assert_true(family[0] != '\0');
-		assert_int_equal(strncmp(line, family, strlen(family)), 0);
-		assert_true(strncmp(line, "neonfcgi_", 9) == 0);
+		sample_name(line, name, sizeof(name));
+		if (!sample_fits(name, family, type))
+			fail_msg("sample %s in family %s of type %s", name, family, type);
 	}
+	assert_false(want_type);
+	assert_true(families >= 20);
 	free(body);
 }
 
@@ -64,15 +125,19 @@ static void test_requests_sum_over_slots(void **state)
 		scoreboard_request(&sb->slots[i % 4], ROUTE_HEALTH, 200, 150 * i);
 	scoreboard_request(&sb->slots[300], ROUTE_HEALTH, 503, 5000000);
 	char *body = render(sb);
-	assert_int_equal(sample(body, "neonfcgi_requests_total{route=\"health\",status=\"2xx\"}"), 10);
-	assert_int_equal(sample(body, "neonfcgi_requests_total{route=\"health\",status=\"5xx\"}"), 1);
-	assert_int_equal(sample(body, "neonfcgi_request_duration_seconds_count{route=\"health\"}"), 11);
+	assert_int_equal(sample(body, "neonfcgi_requests_total{route=\"health\",status=\"2xx\"}"),
+			 10);
+	assert_int_equal(sample(body, "neonfcgi_requests_total{route=\"health\",status=\"5xx\"}"),
+			 1);
+	assert_int_equal(sample(body, "neonfcgi_request_duration_seconds_count{route=\"health\"}"),
+			 11);
 	assert_int_equal(
-		sample(body, "neonfcgi_request_duration_seconds_bucket{route=\"health\",le=\"+Inf\"}"),
-		11);
+	    sample(body, "neonfcgi_request_duration_seconds_bucket{route=\"health\",le=\"+Inf\"}"),
+	    11);
 	assert_int_equal(
-		sample(body, "neonfcgi_request_duration_seconds_bucket{route=\"health\",le=\"0.0005\"}"),
-		4);
+	    sample(body,
+		   "neonfcgi_request_duration_seconds_bucket{route=\"health\",le=\"0.0005\"}"),
+	    4);
 	free(body);
 }
 
@@ -80,42 +145,25 @@ static void test_pool_and_bounds(void **state)
 {
 	struct scoreboard *sb = *state;
 
-	sb_gauge_add(&sb->slots[0].pool.in_use, 2);
-	sb_gauge_add(&sb->slots[1].pool.idle, 3);
+	atomic_fetch_add(&sb->slots[0].pool.in_use, 2);
+	atomic_fetch_add(&sb->slots[1].pool.idle, 3);
 	sb_add(&sb->slots[1].pool.connects_failed[DB_AUTH], 2);
 	char *body = render(sb);
 	assert_int_equal(sample(body, "neonfcgi_db_pool_connections{state=\"in_use\"}"), 2);
 	assert_int_equal(sample(body, "neonfcgi_db_pool_connections{state=\"idle\"}"), 3);
 	assert_int_equal(sample(body, "neonfcgi_db_pool_max_connections"), 16);
 	assert_int_equal(sample(body, "neonfcgi_db_connects_total{result=\"auth\"}"), 2);
-	assert_non_null(strstr(body, "neonfcgi_build_info{version=\"" NEONFCGI_VERSION "\",libpq="));
+	assert_non_null(
+	    strstr(body, "neonfcgi_build_info{version=\"" NEONFCGI_VERSION "\",libpq="));
 	free(body);
-}
-
-static int setup(void **state)
-{
-	struct scoreboard *sb = scoreboard_init_master();
-
-	if (!sb)
-		return -1;
-	/* Readers visit only the slots a worker used; these tests use any. */
-	atomic_store(&sb->master.slots_used, SB_SLOTS);
-	*state = sb;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	scoreboard_free(*state);
-	return 0;
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_every_family_has_help_and_type, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_requests_sum_over_slots, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pool_and_bounds, setup, teardown),
+		SB_FIXTURE_TEST(test_every_family_has_help_and_type),
+		SB_FIXTURE_TEST(test_requests_sum_over_slots),
+		SB_FIXTURE_TEST(test_pool_and_bounds),
 	};
 	return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }

@@ -21,13 +21,6 @@
 #include "clock.h"
 #include "log.h"
 #include "pgconn.h"
-#include "pool.h"
-
-bool log_enabled(enum log_level level)
-{
-	(void)level;
-	return false;
-}
 
 void log_write(enum log_level level, int errnum, const char *fmt, ...)
 {
@@ -273,18 +266,6 @@ static void null_connection_is_not_alive(void **state)
 	pgconn_close(NULL);
 }
 
-static void connector_is_complete(void **state)
-{
-	(void)state;
-	const struct pool_connector *c = pgconn_connector();
-	assert_non_null(c);
-	assert_non_null(c->connect);
-	assert_non_null(c->close);
-	assert_non_null(c->looks_alive);
-	assert_non_null(c->ping);
-	assert_non_null(c->is_idle_txn);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,7 +280,6 @@ int main(void)
 		cmocka_unit_test(server_without_tls_is_a_tls_failure),
 		cmocka_unit_test(startup_fatal_sqlstate_is_classified),
 		cmocka_unit_test(null_connection_is_not_alive),
-		cmocka_unit_test(connector_is_complete),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

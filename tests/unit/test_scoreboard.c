@@ -8,31 +8,14 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
+#include "sb_fixture.h"
 #include "scoreboard.h"
-
-static int setup(void **state)
-{
-	struct scoreboard *sb = scoreboard_init_master();
-
-	if (!sb)
-		return -1;
-	/* Readers visit only the slots a worker used; these tests use any. */
-	atomic_store(&sb->master.slots_used, SB_SLOTS);
-	*state = sb;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	scoreboard_free(*state);
-	return 0;
-}
 
 static void test_bucket_bounds(void **state)
 {
 	(void)state;
 	assert_int_equal(scoreboard_bucket(0), 0);
-	assert_int_equal(scoreboard_bucket(500), 0);  /* le=0.0005 is inclusive */
+	assert_int_equal(scoreboard_bucket(500), 0); /* le=0.0005 is inclusive */
 	assert_int_equal(scoreboard_bucket(501), 1);
 	assert_int_equal(scoreboard_bucket(1000), 1);
 	assert_int_equal(scoreboard_bucket(2500000), SB_DURATION_BUCKETS - 1);
@@ -64,8 +47,8 @@ static void test_restart_keeps_counters_resets_gauges(void **state)
 
 	scoreboard_worker_started(sb, 7, 1234, false);
 	sb_add(&s->pool.acquires, 5);
-	sb_gauge_add(&s->pool.idle, 2);
-	sb_gauge_add(&s->pool.in_use, 1);
+	atomic_fetch_add(&s->pool.idle, 2);
+	atomic_fetch_add(&s->pool.in_use, 1);
 	scoreboard_worker_exited(sb, 7, 9); /* killed by SIGKILL (wait status 9) */
 	assert_int_equal(sb_gauge_get(&s->pid), 0);
 	assert_int_equal(sb_gauge_get(&s->pool.idle), 0);
@@ -93,9 +76,9 @@ static void test_sum_pool_over_slots(void **state)
 	struct scoreboard *sb = *state;
 	struct sb_pool sum;
 
-	sb_gauge_add(&sb->slots[0].pool.idle, 2);
-	sb_gauge_add(&sb->slots[SB_SLOTS - 1].pool.idle, 1);
-	sb_gauge_add(&sb->slots[5].pool.waiting, 4);
+	atomic_fetch_add(&sb->slots[0].pool.idle, 2);
+	atomic_fetch_add(&sb->slots[SB_SLOTS - 1].pool.idle, 1);
+	atomic_fetch_add(&sb->slots[5].pool.waiting, 4);
 	sb_add(&sb->slots[0].pool.connects_failed[DB_TIMEOUT], 3);
 	sb_add(&sb->slots[9].pool.connects_failed[DB_TIMEOUT], 1);
 	sb_add(&sb->slots[9].pool.breaker_opens, 6); /* the last counter of the struct */
@@ -119,17 +102,28 @@ static void test_slots_used_is_a_high_water_mark(void **state)
 	assert_int_equal(scoreboard_slots_used(sb), 4);
 }
 
+/* The labels of neonfcgi_db_connection_closes_total and of the pool's log. */
+static void test_close_reason_names(void **state)
+{
+	(void)state;
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_IDLE), "idle");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_LIFETIME), "lifetime");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_OVERFLOW), "overflow");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_DEAD), "dead");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_BROKEN), "broken");
+	assert_string_equal(scoreboard_close_reason_name(SB_CLOSE_SHUTDOWN), "shutdown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_bucket_bounds, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_request_accounting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_restart_keeps_counters_resets_gauges, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_exit_causes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sum_pool_over_slots, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_slots_used_is_a_high_water_mark, setup,
-						teardown),
+		SB_FIXTURE_TEST(test_bucket_bounds),
+		SB_FIXTURE_TEST(test_request_accounting),
+		SB_FIXTURE_TEST(test_restart_keeps_counters_resets_gauges),
+		SB_FIXTURE_TEST(test_exit_causes),
+		SB_FIXTURE_TEST(test_sum_pool_over_slots),
+		SB_FIXTURE_TEST(test_slots_used_is_a_high_water_mark),
+		cmocka_unit_test(test_close_reason_names),
 	};
 	return cmocka_run_group_tests_name("scoreboard", tests, NULL, NULL);
 }
