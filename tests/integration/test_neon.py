@@ -259,18 +259,22 @@ def test_neon_errors_rate_limited(neonfcgi, neon_proxy):
                 [k for k, (c, _) in sorted(EXPECTED.items()) if c == "rate_limited"])
 
 
-def test_neon_errors_auth(neonfcgi, neon_proxy, dev_db):
+def test_neon_errors_auth(neonfcgi, nginx, neon_proxy, dev_db):
     p = neon_proxy
     check_modes(neonfcgi, p, ["password_failed"])
     # a really wrong password (SCRAM proof fails at the proxy)
     wrong = "wrong-" + dev_db.password[::-1]
-    with start(neonfcgi, p.url(EP, password=wrong)) as srv:
+    with start(neonfcgi, p.url(EP, password=wrong)) as srv, nginx.start(srv.socket) as web:
         before = p.counters()
         r, _dt = probe(srv, wrong)
         assert_category(r, "auth", srv)
         c = p.counters()
         assert c["accepted"] - before["accepted"] == 1, c
         assert c["auth_failures"] - before["auth_failures"] == 1, c
+        # through nginx: the HTTP client sees the 503, category and Retry-After
+        r = web.get("/health/db")
+        check_no_leak(r, wrong)
+        assert_category(r, "auth", srv)
     # channel_binding=require and no endpoint ID: the proxy asks for a
     # cleartext password and libpq itself refuses (DESIGN.md §5: auth)
     with start(neonfcgi, p.url(None, sslmode="require", channel_binding="require")) as srv:
