@@ -16,25 +16,50 @@ BUILD ?= build/san
 SAN_FLAGS := -fsanitize=$(SAN) -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
+# WERROR=1 turns warnings into errors. Developer and CI builds set it (make
+# check, make lint, the fuzz targets); a user's plain `make` does not, so a
+# newer compiler's new warning cannot break an install from source.
+WERROR ?= 0
+
+# pkg-config is asked when a recipe first needs the flags, not when make reads
+# this file: `make run` and `make check` install the -dev packages
+# (scripts/deps.sh) before anything is compiled, and `make clean` or `make
+# deps` need none of them. A module that is missing stops make with its name
+# and the Debian package that provides it.
 PKGS := fcgi libpq jansson libcrypto
-PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
-CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
-CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+pkg_fcgi := libfcgi-dev
+pkg_libpq := libpq-dev
+pkg_jansson := libjansson-dev
+pkg_libcrypto := libssl-dev
+pkg_cmocka := libcmocka-dev
+pkgconf_missing = $(error pkg-config module "$(1)" not found: install $(or $(pkg_$(1)),the package that provides $(1).pc) (scripts/deps.sh build installs every build dependency))
+# $(call pkgconf_check,MODULES): stops make unless pkg-config knows every one.
+pkgconf_check = $(if $(shell command -v $(PKG_CONFIG)),,$(error $(PKG_CONFIG) not found: install pkg-config (scripts/deps.sh build installs every build dependency)))$(foreach m,$(1),$(if $(shell $(PKG_CONFIG) --exists $(m) && echo ok),,$(call pkgconf_missing,$(m))))
+# $(call pkgconf,--cflags|--libs,MODULES)
+pkgconf = $(call pkgconf_check,$(2))$(shell $(PKG_CONFIG) $(1) $(2))
+# Each is computed once, on first use: the variable replaces itself.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkgconf,--cflags,$(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS = $(eval PKG_LIBS := $(call pkgconf,--libs,$(PKGS)))$(PKG_LIBS)
+CMOCKA_CFLAGS = $(eval CMOCKA_CFLAGS := $(call pkgconf,--cflags,cmocka))$(CMOCKA_CFLAGS)
+CMOCKA_LIBS = $(eval CMOCKA_LIBS := $(call pkgconf,--libs,cmocka))$(CMOCKA_LIBS)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
-	-Wformat=2 -Wundef -Werror
-BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g -pthread -Iinclude $(WARN) $(SAN_FLAGS) \
+	-Wformat=2 -Wundef
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+BASE_CFLAGS = -std=gnu11 -D_GNU_SOURCE -O2 -g -pthread -Iinclude $(WARN) $(SAN_FLAGS) \
 	-DNEONFCGI_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
-# The user's CFLAGS/LDFLAGS come last so they can override ours.
-FINAL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
+# The user's CPPFLAGS, CFLAGS and LDFLAGS come last so they can override ours
+# (and a packager's dpkg-buildflags, -D_FORTIFY_SOURCE included, arrive).
+FINAL_CFLAGS = $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 FINAL_LDFLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
 
 SRCS := $(wildcard app/*.c)
 OBJS := $(patsubst app/%.c,$(BUILD)/obj/%.o,$(SRCS))
 DEPS := $(OBJS:.o=.d)
 
-.PHONY: all deps check unit integration run install clean valgrind bench lint fuzz
+.PHONY: all deps check unit integration run install clean valgrind bench lint fuzz deb
 all: $(BUILD)/neonfcgi
 
 $(BUILD)/obj/%.o: app/%.c | $(BUILD)/obj
@@ -80,6 +105,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $$(or $$(test_$$*_SRCS),app/$$*.c) $(
 	$(CC) $(FINAL_CFLAGS) $(CMOCKA_CFLAGS) -Wno-missing-prototypes \
 		$(filter %.c,$^) -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS) $(CMOCKA_LIBS) -lm
 
+# Everything: build, run, test, bench and packaging dependencies.
 deps:
 	@scripts/deps.sh
 
@@ -100,13 +126,17 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/neonfcgi
 	@$(SAN_ENV) NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) SAN="$(SAN)" /usr/bin/python3 tests/integration/run.py $(TESTS)
 
-# The secrets gate first, then build, unit tests, a short fuzzing run of each
-# target (FUZZ_CHECK_SECONDS, 0 skips it), integration tests.
-check: deps
+# `run` and `check` install what is missing first, then build in a new make,
+# which asks pkg-config only now that the -dev packages are there.
+# check: the secrets gate, then build, unit tests, a short fuzzing run of each
+# target (FUZZ_CHECK_SECONDS, 0 skips it), integration tests; warnings are
+# errors (WERROR=1).
+check:
+	@scripts/deps.sh test
 	@scripts/check-secrets.sh
-	@$(MAKE) --no-print-directory all unit
-	@$(MAKE) --no-print-directory fuzz-check
-	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory WERROR=1 all unit
+	@$(MAKE) --no-print-directory WERROR=1 fuzz-check
+	@$(MAKE) --no-print-directory WERROR=1 integration
 
 .PHONY: secrets
 secrets:
@@ -114,13 +144,16 @@ secrets:
 
 # Static analysis: cppcheck and clang-tidy (checks in .clang-tidy) over app/,
 # zero findings (scripts/lint.sh).
+# With the warning flags and -Werror: clang compiles app/*.c for its warnings.
 lint:
-	@scripts/lint.sh $(PKG_CFLAGS)
+	@scripts/lint.sh $(WARN) -Werror $(PKG_CFLAGS)
 
 valgrind: $(UNIT_BINS)
 	@VALGRIND=1 scripts/run-unit.sh $(UNIT_BINS)
 
-run: deps all
+run:
+	@scripts/deps.sh run
+	@$(MAKE) --no-print-directory all
 	@scripts/run.sh $(abspath $(BUILD)/neonfcgi)
 
 # Load benchmark (bench/, not part of `make check`): deps first, then the build,
@@ -185,7 +218,7 @@ clean:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_CHECK_SECONDS ?= 20
-FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Wno-missing-prototypes \
+FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Werror -Wno-missing-prototypes \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 fuzz_envfile_SRCS := app/envfile.c app/problems.c
 fuzz_config_SRCS := app/config.c app/envfile.c $(CONNINFO_SRCS)
@@ -204,3 +237,13 @@ fuzz: fuzz-bins
 	@scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
 fuzz-check: fuzz-bins
 	@FUZZ_SEED=1 scripts/run-fuzz.sh $(FUZZ_CHECK_SECONDS) $(FUZZ_BINS)
+
+# Debian package (debian/): built by dpkg-buildpackage -b -us -uc in a copy of
+# the tree under DEB_DIR, so the .deb and its .changes land in DEB_DIR
+# (build/deb/ by default) and the package's `make clean` never touches build/.
+# Then lintian, which fails on errors. Installs dpkg-dev, debhelper and lintian
+# first (scripts/deps.sh deb).
+DEB_DIR ?= build/deb
+deb:
+	@scripts/deps.sh deb
+	@scripts/deb.sh --lintian $(DEB_DIR)

@@ -1,11 +1,14 @@
 /* pool: the per-worker connection pool (DESIGN.md §5).
  *
  * Accounting: every connection the pool is answerable for is idle (on the
- * stack), in use (held by a caller) or opening (a slot reserved by a thread
- * that is connecting outside the mutex); their sum never exceeds size +
- * max_overflow. Waiters exist only while no connection is idle and every
- * slot is taken, and are served strictly in arrival order: a release hands
- * its connection to the oldest waiter, a close hands over its slot. */
+ * stack), in use (held by a caller) or opening (being connected by the dial's
+ * thread, one at a time); their sum never exceeds size + max_overflow.
+ * Waiters exist only while no connection is idle, and are served strictly in
+ * arrival order: a release or a new connection goes to the oldest waiter.
+ * A caller that needs a new connection asks the dial for one and waits like
+ * any waiter, so an attempt outlives the caller that started it, and callers
+ * that come while one is being opened wait for it instead of opening more
+ * (no connect storm against a waking or blackholed database). */
 #include "pool.h"
 
 #include <errno.h>
@@ -50,8 +53,11 @@ struct pool_conn {
 struct pool_waiter {
 	pthread_cond_t cv;
 	struct pool_waiter *next;
-	struct pool_conn *conn; /* handed over by a release */
-	bool slot;              /* allowed to open a connection */
+	int64_t deadline_ms;
+	struct pool_conn *conn; /* handed over by a release or a new connection */
+	bool fresh;             /* conn was just opened: nothing to vet */
+	bool failed;            /* the opening it waited for failed: err says why */
+	struct db_error err;
 };
 
 struct pool {
@@ -190,6 +196,7 @@ void pool_options_from_config(struct pool_options *o, const struct config *cfg)
 		.idle_timeout_ms = (int64_t)cfg->db_idle_timeout_s * 1000,
 		.max_lifetime_ms = (int64_t)cfg->db_max_lifetime_s * 1000,
 		.connect_timeout_ms = cfg->db_connect_timeout_ms,
+		.failure_hold_ms = cfg->db_failure_hold_ms,
 		.retry =
 		    retry_connect_policy((int)cfg->db_retry_attempts, cfg->db_retry_backoff_ms),
 		.breaker_threshold = BREAKER_THRESHOLD,
@@ -239,20 +246,46 @@ static void unlink_waiter_locked(struct pool *p, struct pool_waiter *w)
 	p->n_waiting--;
 }
 
-/* Give the oldest waiters an idle connection, or a free slot to open one. */
+static void hand_over_locked(struct pool *p, struct pool_waiter *w, struct pool_conn *c,
+			     bool fresh)
+{
+	w->conn = c;
+	w->fresh = fresh;
+	p->n_in_use++;
+	unlink_waiter_locked(p, w);
+	pthread_cond_signal(&w->cv);
+}
+
+/* Ask the dial for a connection when there is room and none is being
+ * opened; true when this asked. */
+static bool open_one_locked(struct pool *p, int64_t deadline_ms)
+{
+	if (p->stopping || p->n_opening > 0 || total_locked(p) >= max_conns(p))
+		return false;
+	p->n_opening++;
+	pool_dial_request(p->dial, deadline_ms);
+	return true;
+}
+
+/* Give the oldest waiters the idle connections; open one for the next. */
 static void serve_waiters_locked(struct pool *p)
 {
-	while (p->head && !p->stopping) {
+	if (p->stopping)
+		return;
+	while (p->head && p->n_idle > 0)
+		hand_over_locked(p, p->head, pop_idle_locked(p), false);
+	if (p->head)
+		open_one_locked(p, p->head->deadline_ms);
+}
+
+/* The opening that waiters counted on failed, and no connection is left
+ * that could come back to them: they share its failure. */
+static void fail_waiters_locked(struct pool *p, const struct db_error *err)
+{
+	while (p->head) {
 		struct pool_waiter *w = p->head;
-		if (p->n_idle > 0) {
-			w->conn = pop_idle_locked(p);
-			p->n_in_use++;
-		} else if (total_locked(p) < max_conns(p)) {
-			w->slot = true;
-			p->n_opening++;
-		} else {
-			return;
-		}
+		w->failed = true;
+		w->err = *err;
 		unlink_waiter_locked(p, w);
 		pthread_cond_signal(&w->cv);
 	}
@@ -378,65 +411,90 @@ static struct pool_conn *new_conn_locked(struct pool *p, void *h)
 	return c;
 }
 
-/* The caller holds an opening slot; connect outside the mutex, then turn
- * the slot into an in-use connection, or pass it on to a waiter. */
-static int open_conn(struct pool *p, int64_t deadline_ms, struct pool_conn **out,
-		     struct db_error *err)
+/* The dial's thread tells how an opening ended: a new connection goes to
+ * the oldest waiter, or is idle; a failure is shared by the waiters when
+ * nothing else could serve them. */
+static void dial_done(void *arg, void *h, const struct pgconn_info *info,
+		      const struct db_error *err)
 {
-	struct pgconn_info info = { 0 };
+	struct pool *p = arg;
 	struct pool_conn *c = NULL;
-	void *h = pool_dial_connect(p->dial, deadline_ms, &info, err);
 
+	if (h) {
+		/* Logged before anyone can use it: the opening still counts. */
+		pthread_mutex_lock(&p->mu);
+		int size = live_locked(p);
+		pthread_mutex_unlock(&p->mu);
+		log_info("db connected server_version=%d tls=%s cipher=%s ms=%.1f pool_size=%d",
+			 info->server_version, info->tls_protocol, info->tls_cipher,
+			 info->connect_ms, size);
+	}
 	pthread_mutex_lock(&p->mu);
 	p->n_opening--;
-	if (h) {
+	if (h && !p->stopping) {
 		c = new_conn_locked(p, h);
-		p->n_in_use++;
-		wake_maintenance_locked(p); /* idle ones may be surplus now */
-	} else {
-		serve_waiters_locked(p);
+		if (p->head) {
+			hand_over_locked(p, p->head, c, true);
+		} else {
+			p->idle[p->n_idle++] = c;
+			wake_maintenance_locked(p);
+		}
+	} else if (!h && p->n_in_use + p->n_idle == 0) {
+		fail_waiters_locked(p, err);
 	}
-	int size = live_locked(p);
+	serve_waiters_locked(p);
 	pool_unlock(p);
-	if (!c)
-		return -1;
-	log_info("db connected server_version=%d tls=%s cipher=%s ms=%.1f pool_size=%d",
-		 info.server_version, info.tls_protocol, info.tls_cipher, info.connect_ms, size);
-	*out = c;
-	return 0;
+	if (h && !c) /* the pool is being destroyed */
+		p->c->close(p->ctx, h);
 }
 
 /* ---- checkout ---- */
 
+/* Queue for a connection: 1 with *cp to vet, 0 with *cp just opened, or -1
+ * with err (the failure of the opening waited for; timeout while one is
+ * still being opened; else pool_timeout). A caller whose own request opens
+ * the connection it waits for did not wait for a free one: not counted. */
 static int wait_turn_locked(struct pool *p, int64_t deadline_ms, struct pool_conn **cp,
 			    struct db_error *err)
 {
-	struct pool_waiter w = { 0 };
+	struct pool_waiter w = { .deadline_ms = deadline_ms };
 	int64_t start_us = clock_now_us();
 	struct timespec until = abs_timespec(min64(clock_now_ms() + p->o.timeout_ms, deadline_ms));
 
 	pthread_cond_init(&w.cv, &p->cattr);
 	enqueue_locked(p, &w);
+	bool opening = open_one_locked(p, deadline_ms);
 	publish_locked(p); /* the wait unlocks: readers must see this waiter */
-	while (!w.conn && !w.slot && !p->stopping)
+	while (!w.conn && !w.failed && !p->stopping)
 		if (pthread_cond_timedwait(&w.cv, &p->mu, &until) == ETIMEDOUT)
 			break;
-	bool served = w.conn || w.slot;
-	if (!served)
+	if (!w.conn && !w.failed)
 		unlink_waiter_locked(p, &w); /* a server dequeues whom it serves */
 	pthread_cond_destroy(&w.cv);
-	p->st.acquires_waited++;
-	p->st.wait_us += (uint64_t)(clock_now_us() - start_us);
-	if (served) {
+	if (!opening) {
+		p->st.acquires_waited++;
+		p->st.wait_us += (uint64_t)(clock_now_us() - start_us);
+	}
+	if (w.conn) {
 		*cp = w.conn;
-		return w.conn ? 1 : 0;
+		return w.fresh ? 0 : 1;
+	}
+	if (w.failed) {
+		*err = w.err;
+		return -1;
+	}
+	if (p->n_opening > 0 && !p->stopping) {
+		/* The connect goes on and joins the pool; the next caller gets it. */
+		dberror_set(err, DB_TIMEOUT, true, "", "connect still in progress");
+		return -1;
 	}
 	p->st.timeouts++;
 	pool_timeout(err, p->stopping ? "pool is shutting down" : "no connection free in time");
 	return -1;
 }
 
-/* 1 with *cp an idle connection, 0 with an opening slot, -1 with err. */
+/* 1 with *cp to vet (idle, or handed over by a release), 0 with *cp just
+ * opened, or -1 with err. */
 static int checkout_locked(struct pool *p, int64_t deadline_ms, struct pool_conn **cp,
 			   struct db_error *err)
 {
@@ -450,10 +508,10 @@ static int checkout_locked(struct pool *p, int64_t deadline_ms, struct pool_conn
 		p->n_in_use++;
 		return 1;
 	}
-	if (!p->head && total_locked(p) < max_conns(p)) {
-		p->n_opening++;
-		return 0;
-	}
+	/* A held failure is answered at once rather than queued for. */
+	if (p->n_idle == 0 && p->n_opening == 0 && total_locked(p) < max_conns(p) &&
+	    pool_dial_held(p->dial, err))
+		return -1;
 	return wait_turn_locked(p, deadline_ms, cp, err);
 }
 
@@ -490,51 +548,45 @@ static bool unusable(struct pool *p, struct pool_conn *c, int64_t deadline_ms,
 	return true;
 }
 
-/* Vets *cp; a dead one is closed and swapped for the next idle one, so a
- * database restart costs callers nothing. false: *cp is gone and the
- * caller holds an opening slot instead. */
-static bool vet(struct pool *p, struct pool_conn **cp, int64_t deadline_ms)
+/* Whether c (just checked out) may be used; an unusable one is closed and
+ * its place given back, so a database restart costs callers nothing: they
+ * check out the next one, or wait for a new one. */
+static bool vet(struct pool *p, struct pool_conn *c, int64_t deadline_ms)
 {
-	struct pool_conn *c = *cp;
-	while (c) {
-		enum sb_close_reason why;
-		if (!unusable(p, c, deadline_ms, &why))
-			return true;
-		pthread_mutex_lock(&p->mu);
-		count_close_locked(p, why);
-		struct pool_conn *next = p->n_idle > 0 ? pop_idle_locked(p) : NULL;
-		if (!next) {
-			/* c's place becomes the slot this caller opens into. */
-			p->n_in_use--;
-			p->n_opening++;
-		} else {
-			p->n_closing++;
-		}
-		int left = live_locked(p) - !next;
-		pool_unlock(p);
-		close_conn(p, c, why, left, next != NULL);
-		*cp = c = next;
-	}
+	enum sb_close_reason why;
+
+	if (!unusable(p, c, deadline_ms, &why))
+		return true;
+	pthread_mutex_lock(&p->mu);
+	count_close_locked(p, why);
+	p->n_in_use--;
+	p->n_closing++;
+	int left = live_locked(p);
+	pool_unlock(p);
+	close_conn(p, c, why, left, true);
 	return false;
 }
 
 int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, struct db_error *err)
 {
 	struct pool_conn *c = NULL;
+
 	*out = NULL;
 	memset(err, 0, sizeof *err);
-
 	pthread_mutex_lock(&p->mu);
 	p->st.acquires++;
-	int r = checkout_locked(p, deadline_ms, &c, err);
 	pool_unlock(p);
-	if (r < 0)
-		return -1;
-	if (r == 1 && vet(p, &c, deadline_ms)) {
-		*out = c;
-		return 0;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		int r = checkout_locked(p, deadline_ms, &c, err);
+		pool_unlock(p);
+		if (r < 0)
+			return -1;
+		if (r == 0 || vet(p, c, deadline_ms))
+			break;
 	}
-	return open_conn(p, deadline_ms, out, err);
+	*out = c;
+	return 0;
 }
 
 /* ---- release ---- */
@@ -675,13 +727,14 @@ struct pool *pool_create(const struct pool_options *o, const struct pool_connect
 					      (uint64_t)(uintptr_t)p);
 	struct pool_dial_options dial = {
 		.connect_timeout_ms = o->connect_timeout_ms,
+		.failure_hold_ms = o->failure_hold_ms,
 		.retry = o->retry,
 		.breaker_threshold = o->breaker_threshold,
 		.breaker_cooldown_ms = o->breaker_cooldown_ms,
 		.seed = retry_rng_next(&p->rng),
 	};
-	p->dial = pool_dial_new(connector, ctx, &dial);
-	if (start_maintenance(p) < 0)
+	p->dial = pool_dial_new(connector, ctx, &dial, dial_done, p);
+	if (!p->dial || start_maintenance(p) < 0)
 		goto fail;
 	return p;
 fail:
@@ -700,8 +753,11 @@ void pool_destroy(struct pool *p)
 		pthread_cond_signal(&w->cv);
 	pool_unlock(p);
 	pthread_join(p->maint, NULL);
+	/* An opening in flight ends first; its connection is closed. */
+	pool_dial_free(p->dial);
+	p->dial = NULL;
 
-	/* The maintenance thread is gone and no caller is left: no lock. */
+	/* The pool's threads are gone and no caller is left: no lock. */
 	while (p->n_idle > 0) {
 		struct pool_conn *c = pop_idle_locked(p);
 		close_conn(p, c, SB_CLOSE_SHUTDOWN, live_locked(p), false);
@@ -725,6 +781,7 @@ void pool_stats(struct pool *p, struct pool_stats *out)
 
 	struct pool_dial_stats d;
 	pool_dial_stats(p->dial, &d);
+	out->held = d.held;
 	out->connects_ok = d.connects_ok;
 	out->connect_us = d.connect_us;
 	memcpy(out->connects_failed, d.connects_failed, sizeof out->connects_failed);

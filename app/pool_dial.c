@@ -1,9 +1,12 @@
-/* pool_dial: opening a connection for the pool, with breaker and retries.
- * The counters are kept under the dial's own mutex and added to the mirror
- * as they happen; the pool's mutex is never held here. */
+/* pool_dial: opening a connection for the pool, with breaker, retries and
+ * the failure hold, on the dial's own thread. The counters are kept under
+ * the dial's own mutex and added to the mirror as they happen; the pool's
+ * mutex is never held here (done takes it, with the dial's mutex released). */
 #include "pool_dial.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +16,24 @@
 #include "scoreboard.h"
 #include "xalloc.h"
 
+/* Neon's proxy refuses with "too many connection attempts" when a client
+ * storms it: the next attempt waits at least this long (DESIGN.md §5). */
+#define RATE_LIMIT_WAIT_MS 1000
+
 struct pool_dial {
 	const struct pool_connector *c;
 	void *ctx;
 	struct pool_dial_options o;
 	struct retry_breaker breaker;
+	pool_dial_done_fn done;
+	void *done_arg;
+	pthread_t thread;
 	pthread_mutex_t mu; /* guards the members below */
+	pthread_cond_t cv;  /* the thread waits here for work */
+	bool wanted, stopping;
+	int64_t want_deadline_ms;
+	int64_t hold_until_ms; /* openings until then answer hold_err */
+	struct db_error hold_err;
 	struct retry_rng rng;
 	enum db_category last_failure;
 	struct pool_dial_stats st; /* breaker_state and breaker_opens: read from the breaker */
@@ -39,29 +54,6 @@ static void fail_with(struct db_error *err, enum db_category cat, const char *fm
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof err->message, fmt, ap);
 	va_end(ap);
-}
-
-struct pool_dial *pool_dial_new(const struct pool_connector *c, void *ctx,
-				const struct pool_dial_options *o)
-{
-	struct pool_dial *d = xcalloc(1, sizeof *d);
-
-	d->c = c;
-	d->ctx = ctx;
-	d->o = *o;
-	retry_breaker_init(&d->breaker, o->breaker_threshold, o->breaker_cooldown_ms, NULL, NULL);
-	pthread_mutex_init(&d->mu, NULL);
-	retry_rng_seed(&d->rng, o->seed);
-	return d;
-}
-
-void pool_dial_free(struct pool_dial *d)
-{
-	if (!d)
-		return;
-	pthread_mutex_destroy(&d->mu);
-	retry_breaker_destroy(&d->breaker);
-	free(d);
 }
 
 void pool_dial_set_mirror(struct pool_dial *d, struct sb_pool *mirror)
@@ -102,12 +94,13 @@ static void count_success(struct pool_dial *d, const struct pgconn_info *info)
 	pthread_mutex_unlock(&d->mu);
 }
 
-static void *try_connect(struct pool_dial *d, enum retry_verdict v, int64_t deadline_ms,
-			 struct pgconn_info *info, struct db_error *err)
+/* An attempt is bounded by the connect timeout alone, not by the deadline
+ * of whoever asked: a compute that wakes in 3 s is worth the wait even when
+ * the probe that woke it gave up after 1.5 s. */
+static void *try_connect(struct pool_dial *d, enum retry_verdict v, struct pgconn_info *info,
+			 struct db_error *err)
 {
-	int64_t attempt_deadline = clock_now_ms() + d->o.connect_timeout_ms;
-	void *h = d->c->connect(
-	    d->ctx, attempt_deadline < deadline_ms ? attempt_deadline : deadline_ms, info, err);
+	void *h = d->c->connect(d->ctx, clock_now_ms() + d->o.connect_timeout_ms, info, err);
 	if (!h)
 		return NULL;
 	if (retry_breaker_success(&d->breaker, v))
@@ -146,7 +139,15 @@ static void breaker_denied(struct pool_dial *d, struct db_error *err)
 	err->cause = last;
 }
 
-/* One pool_dial_connect() call: what retry_run()'s callbacks share. */
+static bool stopping(struct pool_dial *d)
+{
+	pthread_mutex_lock(&d->mu);
+	bool s = d->stopping;
+	pthread_mutex_unlock(&d->mu);
+	return s;
+}
+
+/* One dial() call: what retry_run()'s callbacks share. */
 struct connect_try {
 	struct pool_dial *d;
 	int64_t deadline_ms;
@@ -194,7 +195,9 @@ static enum retry_step connect_attempt(void *arg, int attempt)
 {
 	struct connect_try *t = arg;
 
-	if (clock_now_ms() >= t->deadline_ms) {
+	/* The first attempt always runs; a retry only while someone may still
+	 * take its connection. */
+	if (attempt > 0 && (clock_now_ms() >= t->deadline_ms || stopping(t->d))) {
 		fail_with(t->err, DB_TIMEOUT, "no time left to connect");
 		return RETRY_DONE;
 	}
@@ -203,7 +206,7 @@ static enum retry_step connect_attempt(void *arg, int attempt)
 		breaker_denied(t->d, t->err);
 		return RETRY_DONE;
 	}
-	t->handle = try_connect(t->d, v, t->deadline_ms, t->info, t->err);
+	t->handle = try_connect(t->d, v, t->info, t->err);
 	if (t->handle)
 		return RETRY_DONE;
 	bool opened = count_failure(t, v);
@@ -228,11 +231,143 @@ static void connect_failed(void *arg, int attempt, int64_t wait_ms)
 	log_connect_failure(d, attempt, t->err, wait_ms, false);
 }
 
-void *pool_dial_connect(struct pool_dial *d, int64_t deadline_ms, struct pgconn_info *info,
-			struct db_error *err)
+bool pool_dial_held(struct pool_dial *d, struct db_error *err)
+{
+	pthread_mutex_lock(&d->mu);
+	bool held = clock_now_ms() < d->hold_until_ms;
+	if (held) {
+		*err = d->hold_err;
+		d->st.held++;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return held;
+}
+
+/* A failure that will not go away by itself (DESIGN.md §5) is answered from
+ * memory for DB_FAILURE_HOLD_MS: a wrong password must not reach Neon's proxy
+ * once per probe. Neon's rate limit holds the dial back for a second. */
+static void hold_failure(struct pool_dial *d, const struct db_error *err)
+{
+	int64_t hold_ms = 0;
+
+	if (dberror_is_held(err->category))
+		hold_ms = d->o.failure_hold_ms;
+	else if (err->category == DB_RATE_LIMITED)
+		hold_ms = RATE_LIMIT_WAIT_MS;
+	if (hold_ms <= 0)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->hold_until_ms = clock_now_ms() + hold_ms;
+	d->hold_err = *err;
+	pthread_mutex_unlock(&d->mu);
+	log_warnx("db connects held category=%s hold_ms=%lld", db_category_name(err->category),
+		  (long long)hold_ms);
+}
+
+static void *dial(struct pool_dial *d, int64_t deadline_ms, struct pgconn_info *info,
+		  struct db_error *err)
 {
 	struct connect_try t = { .d = d, .deadline_ms = deadline_ms, .info = info, .err = err };
 
+	if (pool_dial_held(d, err))
+		return NULL;
 	retry_run(&d->o.retry, &t.rng, deadline_ms, connect_attempt, connect_failed, &t);
+	if (!t.handle)
+		hold_failure(d, err);
 	return t.handle;
+}
+
+/* Waits for a request, opens, tells the pool; until pool_dial_free. */
+static void *dial_main(void *arg)
+{
+	struct pool_dial *d = arg;
+
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		while (!d->wanted && !d->stopping)
+			pthread_cond_wait(&d->cv, &d->mu);
+		if (d->stopping)
+			break;
+		d->wanted = false;
+		int64_t deadline = d->want_deadline_ms;
+		pthread_mutex_unlock(&d->mu);
+
+		struct pgconn_info info = { 0 };
+		struct db_error err = { 0 };
+		void *h = dial(d, deadline, &info, &err);
+		d->done(d->done_arg, h, &info, &err);
+		pthread_mutex_lock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+void pool_dial_request(struct pool_dial *d, int64_t deadline_ms)
+{
+	pthread_mutex_lock(&d->mu);
+	d->wanted = true;
+	d->want_deadline_ms = deadline_ms;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+static int start_thread(struct pool_dial *d)
+{
+	/* Signals belong to the worker's main thread, not to this one. */
+	sigset_t all, old;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&d->thread, NULL, dial_main, d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		errno = rc;
+		log_error("db pool cannot start its connect thread");
+		return -1;
+	}
+	return 0;
+}
+
+static void free_dial(struct pool_dial *d)
+{
+	pthread_cond_destroy(&d->cv);
+	pthread_mutex_destroy(&d->mu);
+	retry_breaker_destroy(&d->breaker);
+	free(d);
+}
+
+struct pool_dial *pool_dial_new(const struct pool_connector *c, void *ctx,
+				const struct pool_dial_options *o, pool_dial_done_fn done,
+				void *done_arg)
+{
+	struct pool_dial *d = xcalloc(1, sizeof *d);
+
+	d->c = c;
+	d->ctx = ctx;
+	d->o = *o;
+	d->done = done;
+	d->done_arg = done_arg;
+	retry_breaker_init(&d->breaker, o->breaker_threshold, o->breaker_cooldown_ms, NULL, NULL);
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	retry_rng_seed(&d->rng, o->seed);
+	if (start_thread(d) < 0) {
+		free_dial(d);
+		return NULL;
+	}
+	return d;
+}
+
+void pool_dial_free(struct pool_dial *d)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->stopping = true;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	/* An attempt in flight ends within the connect timeout; no retry
+	 * follows it once stopping is seen. */
+	pthread_join(d->thread, NULL);
+	free_dial(d);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """`make bench`: neonfcgi against its floors, all through one nginx, against a
-throwaway PostgreSQL 15 with TLS and scram (scripts/dev-db.sh), load from wrk.
+throwaway PostgreSQL with TLS and scram (scripts/dev-db.sh), load from wrk.
 
 Rows (one nginx server block each, access_log off):
   nginx-return      nginx answering `return 200` itself: the ceiling

@@ -29,6 +29,7 @@ struct config {
 	long db_idle_timeout_s;             /* DB_IDLE_TIMEOUT_S */
 	long db_max_lifetime_s;             /* DB_MAX_LIFETIME_S */
 	long db_connect_timeout_ms;         /* DB_CONNECT_TIMEOUT_MS */
+	long db_failure_hold_ms;            /* DB_FAILURE_HOLD_MS */
 	long db_retry_attempts;             /* DB_RETRY_ATTEMPTS */
 	long db_retry_backoff_ms;           /* DB_RETRY_BACKOFF_MS */
 	long db_connection_budget;          /* DB_CONNECTION_BUDGET, -1 when unset */

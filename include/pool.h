@@ -1,7 +1,8 @@
 /* pool: the per-worker connection pool shared by the worker's request threads
  * (DESIGN.md §5): starts empty, bounded by size + overflow, FIFO waiters, LIFO
- * reuse, pre-ping, retry + circuit breaker on connect, and a maintenance
- * thread that closes idle, surplus and aged connections on time. */
+ * reuse, pre-ping, connects on a thread of their own (pool_dial: retry,
+ * circuit breaker, failure hold) that outlive the caller that asked, and a
+ * maintenance thread that closes idle, surplus and aged connections on time. */
 #ifndef NEONFCGI_POOL_H
 #define NEONFCGI_POOL_H
 
@@ -27,6 +28,7 @@ struct pool_options {
 	int64_t idle_timeout_ms;    /* DB_IDLE_TIMEOUT_S */
 	int64_t max_lifetime_ms;    /* DB_MAX_LIFETIME_S, up to 10% less by jitter */
 	int64_t connect_timeout_ms; /* DB_CONNECT_TIMEOUT_MS */
+	int64_t failure_hold_ms;    /* DB_FAILURE_HOLD_MS */
 	struct retry_policy retry;  /* DB_RETRY_ATTEMPTS, DB_RETRY_BACKOFF_MS */
 	int breaker_threshold;      /* consecutive connect failures that open it */
 	int64_t breaker_cooldown_ms;
@@ -48,6 +50,7 @@ struct pool_stats {
 	uint64_t retries;
 	uint64_t breaker_rejects; /* circuit_open errors */
 	uint64_t breaker_opens;
+	uint64_t held;              /* answered from a held failure */
 	uint64_t preping_evictions; /* dead on checkout, replaced */
 	uint64_t idle_closes;
 	uint64_t lifetime_closes;
@@ -69,8 +72,9 @@ struct pool *pool_create(const struct pool_options *o, const struct pool_connect
 void pool_destroy(struct pool *p);
 
 /* A live connection within deadline_ms (clock_now_ms()) and the pool's
- * timeout: 0 and *out, or -1 with err (pool_timeout, circuit_open, or the
- * connect failure's category). */
+ * timeout: 0 and *out, or -1 with err (pool_timeout; timeout while a connect
+ * is still in progress, which then joins the pool; circuit_open; a held
+ * failure; or the connect failure's category). */
 int pool_acquire(struct pool *p, int64_t deadline_ms, struct pool_conn **out, struct db_error *err)
     __attribute__((warn_unused_result));
 /* Give c back. broken: the caller saw it fail (dberror_discards()),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 cluster for development and integration tests:
+# A throwaway PostgreSQL cluster for development and integration tests:
 # loopback only, TLS with a CA generated for this run, SCRAM passwords, a role
 # and database `app` with a random password. Nothing here is meant to persist.
 #
@@ -17,6 +17,7 @@
 #   port | pid | sockdir | dir
 #                    TCP port, postmaster pid, unix socket directory, state directory
 #   psql [ARGS...]   psql as the superuser over the unix socket, ARGS passed through
+#   bindir           the PostgreSQL server's bin directory in use (see PGBIN)
 #
 # Environment:
 #   DEV_DB_DIR         state directory (default ${TMPDIR:-/tmp}/neonfcgi-dev-db-$UID)
@@ -26,11 +27,26 @@
 #                      start/restart that launches the server; when unset, the
 #                      lines given last time stay in effect
 #   DEV_DB_START_TIMEOUT_S  readiness deadline of `start` (default 30)
+#   PGBIN              the server's bin directory (default: the newest
+#                      /usr/lib/postgresql/VERSION/bin that has initdb)
 #
 # As root, initdb and postgres run as the `postgres` user; otherwise as the caller.
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# The newest server installed (Debian's postgresql package pulls in the
+# distribution's current major version; several may be installed side by side).
+find_pgbin() {
+	local d best=
+	for d in /usr/lib/postgresql/*/bin; do
+		[ -x "$d/initdb" ] || continue
+		if [ -z "$best" ] || [ "$(printf '%s\n%s\n' "$best" "$d" | sort -V | tail -n 1)" = "$d" ]; then
+			best=$d
+		fi
+	done
+	[ -n "$best" ] || { echo "dev-db: no PostgreSQL server under /usr/lib/postgresql (apt-get install postgresql, or scripts/deps.sh run)" >&2; return 1; }
+	printf '%s\n' "$best"
+}
+PGBIN=${PGBIN:-$(find_pgbin)} || exit 1
 DIR=${DEV_DB_DIR:-${TMPDIR:-/tmp}/neonfcgi-dev-db-$(id -u)}
 MARKER=$DIR/.neonfcgi-dev-db
 DATA=$DIR/data
@@ -280,10 +296,17 @@ port) initialized || die "not initialized"; port ;;
 pid) is_running || die "not running"; postmaster_pid ;;
 sockdir) initialized || die "not initialized"; echo "$SOCKDIR" ;;
 dir) echo "$DIR" ;;
+bindir) echo "$PGBIN" ;;
 psql)
 	is_running || die "not running; run: $0 start"
 	as=()
-	[ "$(id -u)" -eq 0 ] && as=(runuser -u postgres --)
+	if [ "$(id -u)" -eq 0 ]; then
+		as=(runuser -u postgres --)
+		# psql as postgres starts in our directory; one that user cannot
+		# enter (a clone under /root, mode 0700) makes psql complain, so
+		# leave it (relative paths in ARGS then resolve from /).
+		as_pg test -x "$PWD" || cd /
+	fi
 	exec env -u PGSSLMODE -u PGPASSWORD -u PGSERVICE -u PGOPTIONS -u PGHOST -u PGPORT \
 		"${as[@]}" "$PGBIN/psql" -X -h "$SOCKDIR" -p "$(port)" -U "$SUPERUSER" -d postgres "$@"
 	;;

@@ -1,5 +1,5 @@
 """A database behind a network we control: two network namespaces of our own
-joined by a veth pair on a /30, a second PostgreSQL 15 (TLS, SCRAM, role and
+joined by a veth pair on a /30, a second PostgreSQL (TLS, SCRAM, role and
 database `app`) listening inside the db namespace, and the application meant
 to run inside the app namespace (`wrap=ns.app_exec()` for neonfcgi.start).
 
@@ -27,6 +27,7 @@ each route checked before the first packet, all deleted (and checked gone)
 at the end.
 """
 
+import functools
 import os
 import pwd
 import re
@@ -37,10 +38,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import harness
-from harness import (CLEAN_PATH, RECORD, TMP_PREFIX, fail, pid_alive, read_text, tail,
-                     wait_until)
+from harness import (CLEAN_PATH, DEV_DB_SH, RECORD, TMP_PREFIX, fail, pid_alive, read_text,
+                     tail, wait_until)
 
-PGBIN = Path("/usr/lib/postgresql/15/bin")
 PG_OS_USER = "postgres"
 
 
@@ -48,6 +48,16 @@ def _run(args, check=True, timeout=30.0, input=None):
     """A command to completion (output recorded); check: fail unless it exits 0."""
     return harness.run_command(args, {"PATH": CLEAN_PATH}, "/", timeout, input=input,
                                check=check)
+
+
+@functools.cache
+def pgbin():
+    """The server's bin directory, found as the dev database's (the newest
+    major version installed)."""
+    r = _run([DEV_DB_SH, "bindir"], check=False, timeout=10)
+    if r.rc != 0:
+        harness.skip(r.stderr.strip() or "no PostgreSQL server installed")
+    return Path(r.stdout.strip())
 
 
 def netns_list():
@@ -192,7 +202,7 @@ class NetnsPostgres:
             os.chown(dst, pg.pw_uid, pg.pw_gid)
         self.log_path.touch()
         os.chown(self.log_path, pg.pw_uid, pg.pw_gid)
-        _run(self._as_pg(PGBIN / "initdb", "-D", self.data, "-U", PG_OS_USER,
+        _run(self._as_pg(pgbin() / "initdb", "-D", self.data, "-U", PG_OS_USER,
                          "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8",
                          "--no-locale", "--no-sync"), timeout=60)
         with open(self.data / "postgresql.conf", "a") as f:
@@ -219,14 +229,14 @@ log_line_prefix = '%m [%p] %q%u@%d '
 
     def _start_postgres(self):
         # pg_ctl -w waits on the pid file, so readiness costs no packet.
-        _run([*self.db_exec(), *self._as_pg(PGBIN / "pg_ctl", "start", "-w", "-t", "30",
+        _run([*self.db_exec(), *self._as_pg(pgbin() / "pg_ctl", "start", "-w", "-t", "30",
                                              "-D", self.data, "-l", self.log_path)],
              timeout=45)
 
     def psql(self, sql, stdin=None, timeout=30.0):
         """SQL as the superuser over the unix socket (from the root
         namespace: no packet crosses the veth); rows a line, columns |."""
-        args = self._as_pg(PGBIN / "psql", "-X", "-Atq", "-v", "ON_ERROR_STOP=1",
+        args = self._as_pg(pgbin() / "psql", "-X", "-Atq", "-v", "ON_ERROR_STOP=1",
                            "-h", self.sockdir, "-p", self.port, "-U", PG_OS_USER,
                            "-d", "postgres")
         if stdin is None:
@@ -288,7 +298,7 @@ log_line_prefix = '%m [%p] %q%u@%d '
         # A SIGSTOPped server would never finish a fast shutdown.
         for p in [pid, *harness.children_of(pid)]:
             harness.kill_quietly(p, signal.SIGCONT)
-        _run(self._as_pg(PGBIN / "pg_ctl", "stop", "-w", "-t", "20", "-m", "fast",
+        _run(self._as_pg(pgbin() / "pg_ctl", "stop", "-w", "-t", "20", "-m", "fast",
                          "-D", self.data), check=False, timeout=30)
         if pid_alive(pid):
             for p in [pid, *harness.descendants_of(pid)]:

@@ -222,6 +222,14 @@ def test_apache_fcgid_mounted_under_prefix_leaves_nothing_on_stop(neonfcgi_bin, 
         skip("libapache2-mod-fcgid not installed (scripts/deps.sh test)")
     label = "it-deploy-apache-fcgid"
     tmp_path.chmod(0o711)
+    # mod_fcgid runs the wrapper as www-data, which cannot reach a binary in a
+    # clone under /root (mode 0700): the site runs a copy, as a shared-hosting
+    # user keeps one in their home directory.
+    bindir = tmp_path / "bin"
+    bindir.mkdir(mode=0o755)
+    binary = bindir / "neonfcgi"
+    shutil.copy2(neonfcgi_bin, binary)
+    binary.chmod(0o755)
     home = tmp_path / "home"
     home.mkdir(mode=0o711)
     envf = write_env_file(home / "neonfcgi.env", DATABASE_URL=dev_db.app_url(label))
@@ -232,7 +240,7 @@ def test_apache_fcgid_mounted_under_prefix_leaves_nothing_on_stop(neonfcgi_bin, 
     (tmp_path / "site").chmod(0o755)
     wrapper = cgi / "neonfcgi.fcgi"
     wrapper.write_text(render(DEPLOY / "apache" / "neonfcgi.fcgi",
-                              {"/usr/local/bin/neonfcgi": neonfcgi_bin,
+                              {"/usr/local/bin/neonfcgi": binary,
                                "/home/example/neonfcgi.env": envf}))
     wrapper.chmod(0o755)
     (cgi / "notes.txt").write_text("not for the public\n")
@@ -246,7 +254,7 @@ def test_apache_fcgid_mounted_under_prefix_leaves_nothing_on_stop(neonfcgi_bin, 
             assert_routes(web.get, prefix="/cgi-bin/neonfcgi.fcgi")
             r = web.get("/cgi-bin/notes.txt")
             assert r.status == 403, f"a file next to the wrapper was served: {r}"
-            procs = tagged_neonfcgi(neonfcgi_bin, str(envf))
+            procs = tagged_neonfcgi(binary, str(envf))
             assert procs, f"no neonfcgi process found\n{web.logs()}"
             uids = {uid_of(p) for p in procs}
             assert uids == {pwd.getpwnam(WEB_USER).pw_uid}, f"neonfcgi runs as uids {uids}"
@@ -256,9 +264,9 @@ def test_apache_fcgid_mounted_under_prefix_leaves_nothing_on_stop(neonfcgi_bin, 
             assert "env file is readable" not in log, f"env file mode:\n{web.logs()}"
             assert backends(dev_db, label) >= 1, "/health/db left no pooled connection"
             web.stop()
-            assert_stops_clean(neonfcgi_bin, str(envf), dev_db, label, "Apache")
+            assert_stops_clean(binary, str(envf), dev_db, label, "Apache")
     finally:
-        kill_tagged(neonfcgi_bin, str(envf))
+        kill_tagged(binary, str(envf))
 
 
 # --------------------------------------------------------------------------
