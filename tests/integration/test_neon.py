@@ -423,6 +423,27 @@ def test_neon_cold_start_one_wakeup(neonfcgi, neon_proxy):
         assert p.state == "active"
 
 
+def test_neon_cold_start_probes_wait_for_the_opening(neonfcgi, neon_proxy):
+    """Probes back to back while the compute wakes: each one waits for the
+    connection being opened instead of starting another (no connect storm),
+    and the first pass comes once the compute is up."""
+    p = neon_proxy
+    p.suspend()
+    p.set_wake_delay(2.5)
+    with start(neonfcgi, p.url(EP), HEALTH_TIMEOUT_MS=1500, DB_CONNECT_TIMEOUT_MS=5000) as srv:
+        t0 = time.monotonic()
+        answers = probe_until_pass(srv, p, t0, 8.0)
+        for at, status, out, accepted in answers[:-1]:
+            assert status == 503 and out in ("timeout", "pool_timeout") and accepted == 1, \
+                f"while the compute wakes: {answers}"
+        # the passing probe was sent while the compute still woke, or soon after
+        assert answers[-1][0] < 4.0, \
+            f"first pass at {answers[-1][0]}s through a 2.5 s wake-up: {answers}"
+        assert len(answers) >= 2, f"passed through a 2.5 s wake-up at once: {answers}"
+        c = p.counters()
+        assert c["wakeups"] == 1 and c["accepted"] == 1 and c["sessions"] == 1, (answers, c)
+
+
 # --------------------------------------------------------------------------
 # 5. Suspension under idle pooled connections
 
