@@ -459,11 +459,17 @@ static int wait_turn_locked(struct pool *p, int64_t deadline_ms, struct pool_con
 {
 	struct pool_waiter w = { .deadline_ms = deadline_ms };
 	int64_t start_us = clock_now_us();
-	struct timespec until = abs_timespec(min64(clock_now_ms() + p->o.timeout_ms, deadline_ms));
 
 	pthread_cond_init(&w.cv, &p->cattr);
 	enqueue_locked(p, &w);
 	bool opening = open_one_locked(p, deadline_ms);
+	/* DB_POOL_TIMEOUT_MS bounds the wait for a busy connection to come
+	 * back; a connect in progress is waited for until the deadline, as when
+	 * the caller connected itself. */
+	int64_t limit = deadline_ms;
+	if (p->n_opening == 0)
+		limit = min64(clock_now_ms() + p->o.timeout_ms, deadline_ms);
+	struct timespec until = abs_timespec(limit);
 	publish_locked(p); /* the wait unlocks: readers must see this waiter */
 	while (!w.conn && !w.failed && !p->stopping)
 		if (pthread_cond_timedwait(&w.cv, &p->mu, &until) == ETIMEDOUT)

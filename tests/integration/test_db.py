@@ -353,11 +353,14 @@ def test_health_db_recovers_after_postgres_restart(neonfcgi, nginx, dev_db):
 
 
 def test_health_db_wrong_password_auth_once_per_request(neonfcgi, dev_db):
+    # Without the failure hold (DB_FAILURE_HOLD_MS=0) every request tries
+    # once and is not retried; test_neon.py covers the hold itself.
     requests = 5
     wrong = "wrong-" + secrets.token_hex(8)
     with db_settings(dev_db, "log_connections=on") as log_path:
         mark = log_path.stat().st_size
-        with serve(neonfcgi, DATABASE_URL=dev_db.url_variant(password=wrong)) as srv:
+        with serve(neonfcgi, DATABASE_URL=dev_db.url_variant(password=wrong),
+                   DB_FAILURE_HOLD_MS=0) as srv:
             for r in assert_fails_each_time(srv, "auth", requests, "with a wrong password"):
                 assert not circuit_open(r), f"a permanent failure opened the breaker\n{r}"
                 assert wrong not in r.text
