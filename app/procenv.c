@@ -1,0 +1,80 @@
+/* procenv: the process environment, copied for the configuration and
+ * scrubbed of secrets. What /proc/PID/environ shows is a range of the
+ * process's own memory, fixed at exec; glibc's unsetenv() only drops the
+ * pointer from environ, and setenv() copies live on the heap. So a secret
+ * leaves by having its bytes overwritten first, then its entry removed. */
+#include "procenv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+extern char **environ;
+
+struct procenv {
+	char **vars; /* NULL-terminated */
+	size_t n;
+};
+
+struct procenv *procenv_snapshot(char *const *env)
+{
+	struct procenv *pe = xcalloc(1, sizeof *pe);
+	size_t n = 0;
+
+	while (env != NULL && env[n] != NULL)
+		n++;
+	pe->vars = xcalloc(n + 1, sizeof *pe->vars);
+	for (pe->n = 0; pe->n < n; pe->n++)
+		pe->vars[pe->n] = xstrdup(env[pe->n]);
+	return pe;
+}
+
+char *const *procenv_vars(const struct procenv *pe)
+{
+	return pe->vars;
+}
+
+void procenv_free(struct procenv *pe)
+{
+	if (pe == NULL)
+		return;
+	for (size_t i = 0; i < pe->n; i++)
+		xfree_wiped(pe->vars[i]);
+	free(pe->vars);
+	free(pe);
+}
+
+/* "name=" begins entry. */
+static char *value_of(char *entry, const char *name, size_t len)
+{
+	return strncmp(entry, name, len) == 0 && entry[len] == '=' ? entry + len + 1 : NULL;
+}
+
+size_t procenv_scrub(const char *name)
+{
+	size_t len = strlen(name), n = 0;
+	char *val;
+
+	/* Every entry: an environment may name a variable twice. The name is
+	 * left in place: a setenv() copy is also a key in glibc's tree of
+	 * known strings, which orders them by their text. */
+	for (char **e = environ; e != NULL && *e != NULL; e++) {
+		if ((val = value_of(*e, name, len)) != NULL) {
+			explicit_bzero(val, strlen(val));
+			n++;
+		}
+	}
+	if (n > 0)
+		(void)unsetenv(name); /* fails only for a name with '=' in it */
+	return n;
+}
+
+size_t procenv_scrub_all(const char *const *names)
+{
+	size_t n = 0;
+
+	for (; *names != NULL; names++)
+		n += procenv_scrub(*names);
+	return n;
+}
