@@ -13,11 +13,13 @@
 
 #include "clock.h"
 #include "config.h"
+#include "dbsource.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
 #include "migrate.h"
 #include "ping.h"
+#include "procenv.h"
 #include "sdnotify.h"
 
 extern char **environ;
@@ -99,15 +101,21 @@ static void notify_ready(const struct listener *l)
 		log_warnx("cannot notify systemd: %s", err);
 }
 
-/* The env file usually holds DATABASE_URL with its password. */
-static void warn_env_file_mode(const struct config *cfg)
+/* The env file usually holds DATABASE_URL with its password;
+ * DATABASE_URL_FILE always does. (systemd makes credentials 0400.) */
+static void warn_secret_file_modes(const struct config *cfg)
 {
+	const char *url_file = cfg->db_source.origin == DBSOURCE_FILE ? cfg->db_source.path : NULL;
 	struct stat st;
 
 	if (cfg->env_file != NULL && stat(cfg->env_file, &st) == 0 && (st.st_mode & 077) != 0)
 		log_warnx("env file is readable by group or others; it may hold the database "
 			  "password: chmod 600 it file=\"%s\" mode=%04o",
 			  cfg->env_file, (unsigned)(st.st_mode & 07777));
+	if (url_file != NULL && stat(url_file, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warnx("DATABASE_URL_FILE is readable by group or others; it holds the "
+			  "database password: chmod 600 it file=\"%s\" mode=%04o",
+			  url_file, (unsigned)(st.st_mode & 07777));
 }
 
 /* *cfg stays main's: a reload in the master replaces it. */
@@ -117,7 +125,7 @@ static int serve(struct config **cfg, const struct config_source *src)
 	char err[512];
 
 	log_init((*cfg)->log_level, (*cfg)->log_format);
-	warn_env_file_mode(*cfg);
+	warn_secret_file_modes(*cfg);
 	int mrc = migrate_before_serving(*cfg);
 	if (mrc != 0)
 		return mrc;
@@ -202,9 +210,6 @@ static int run_tool(const struct command_line *cl, const struct config *cfg)
 
 int main(int argc, char **argv)
 {
-	struct config_source src = { .environ = environ,
-				     .spawned = listen_fd0_is_listener(),
-				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
 	struct command_line cl = { 0 };
 
 	if (parse_args(argc, argv, &cl) != 0)
@@ -213,10 +218,20 @@ int main(int argc, char **argv)
 		cl.cmd == CMD_HELP ? print_usage(stdout) : print_version(stdout);
 		return EX_OK;
 	}
+	/* The configuration is read from a private copy of the environment
+	 * (a SIGHUP reads it again: the environment still wins over the env
+	 * file), so the password can leave the real one before any worker
+	 * or tool starts (DESIGN.md §5). */
+	struct procenv *env = procenv_snapshot(environ);
+	struct config_source src = { .environ = procenv_vars(env),
+				     .spawned = listen_fd0_is_listener(),
+				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
 	struct config *cfg = config_new();
 	int rc = load_config(cfg, &src);
+	procenv_scrub_all(dbsource_secret_vars);
 	if (rc == EX_OK)
 		rc = cl.cmd == CMD_SERVE ? serve(&cfg, &src) : run_tool(&cl, cfg);
 	config_destroy(cfg);
+	procenv_free(env);
 	return rc;
 }
