@@ -55,6 +55,7 @@ CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c
 PGCONN_SRCS := app/pgconn.c $(CONNINFO_SRCS)
 test_config_SRCS := app/config.c app/envfile.c app/dbsource.c $(CONNINFO_SRCS)
 test_conninfo_SRCS := $(CONNINFO_SRCS)
+test_dbsource_SRCS := app/dbsource.c $(CONNINFO_SRCS)
 test_envfile_SRCS := app/envfile.c app/problems.c
 test_router_SRCS := app/router.c
 test_scoreboard_SRCS := app/scoreboard.c app/router.c

@@ -228,7 +228,7 @@ int main(int argc, char **argv)
 				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
 	struct config *cfg = config_new();
 	int rc = load_config(cfg, &src);
-	procenv_scrub_all(dbsource_secret_vars);
+	(void)procenv_scrub_all(env, dbsource_secret_vars);
 	if (rc == EX_OK)
 		rc = cl.cmd == CMD_SERVE ? serve(&cfg, &src) : run_tool(&cl, cfg);
 	config_destroy(cfg);

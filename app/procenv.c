@@ -13,7 +13,8 @@
 extern char **environ;
 
 struct procenv {
-	char **vars; /* NULL-terminated */
+	char **vars;  /* the copy, NULL-terminated */
+	char **where; /* the strings copied, where they lie */
 	size_t n;
 };
 
@@ -25,8 +26,11 @@ struct procenv *procenv_snapshot(char *const *env)
 	while (env != NULL && env[n] != NULL)
 		n++;
 	pe->vars = xcalloc(n + 1, sizeof *pe->vars);
-	for (pe->n = 0; pe->n < n; pe->n++)
+	pe->where = xcalloc(n + 1, sizeof *pe->where);
+	for (pe->n = 0; pe->n < n; pe->n++) {
 		pe->vars[pe->n] = xstrdup(env[pe->n]);
+		pe->where[pe->n] = env[pe->n];
+	}
 	return pe;
 }
 
@@ -42,39 +46,46 @@ void procenv_free(struct procenv *pe)
 	for (size_t i = 0; i < pe->n; i++)
 		xfree_wiped(pe->vars[i]);
 	free(pe->vars);
+	free(pe->where);
 	free(pe);
 }
 
-/* "name=" begins entry. */
-static char *value_of(char *entry, const char *name, size_t len)
-{
-	return strncmp(entry, name, len) == 0 && entry[len] == '=' ? entry + len + 1 : NULL;
-}
-
-size_t procenv_scrub(const char *name)
+/* Overwrite the value of each "name=value" of list; how many there were. */
+static size_t wipe_values(char **list, const char *name)
 {
 	size_t len = strlen(name), n = 0;
-	char *val;
 
-	/* Every entry: an environment may name a variable twice. The name is
-	 * left in place: a setenv() copy is also a key in glibc's tree of
-	 * known strings, which orders them by their text. */
-	for (char **e = environ; e != NULL && *e != NULL; e++) {
-		if ((val = value_of(*e, name, len)) != NULL) {
-			explicit_bzero(val, strlen(val));
+	for (char **e = list; e != NULL && *e != NULL; e++) {
+		if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') {
+			explicit_bzero(*e + len + 1, strlen(*e + len + 1));
 			n++;
 		}
 	}
+	return n;
+}
+
+size_t procenv_scrub(struct procenv *pe, const char *name)
+{
+	size_t n;
+
+	/* The strings as they were at start-up first: a setenv() since may
+	 * have replaced one in environ, leaving the original bytes behind.
+	 * Every entry: an environment may name a variable twice. The name is
+	 * left in place: a setenv() copy is also a key in glibc's tree of
+	 * known strings, which orders them by their text. */
+	if (pe != NULL)
+		(void)wipe_values(pe->where, name);
+	n = wipe_values(environ, name);
 	if (n > 0)
 		(void)unsetenv(name); /* fails only for a name with '=' in it */
 	return n;
 }
 
-size_t procenv_scrub_all(const char *const *names)
+size_t procenv_scrub_all(struct procenv *pe, const char *const *names)
 {
 	size_t n = 0;
 
 	for (; *names != NULL; names++)
-		n += procenv_scrub(*names);
+		n += procenv_scrub(pe, *names);
 	return n;
 }
