@@ -43,7 +43,8 @@ static void print_usage(FILE *out)
 	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 69 database unavailable\n"
 	      "(MIGRATE_ON_START past DB_START_TIMEOUT_MS), 78 configuration error.\n"
 	      "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
-	      "default ./.env); the environment wins. Variables:\n\n",
+	      "default ./.env); the environment wins. DATABASE_URL may instead come from\n"
+	      "a file (DATABASE_URL_FILE) or a systemd credential. Variables:\n\n",
 	      out);
 	config_print_help(out);
 }
