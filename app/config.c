@@ -337,17 +337,15 @@ static void report_required(struct load *ld, const struct var *v)
 		     (v->flags & VF_SECRET) ? CONNINFO_FORMS : v->help);
 }
 
-/* A value read from a file is never quoted, not even redacted: the
- * file may hold anything, a bare password included. */
+/* val is not empty (dbsource reads "" as unset). A value read from a file
+ * is never quoted, not even redacted: the file may hold anything, a bare
+ * password included. */
 static int check_database_url(struct load *ld, const struct var *v, const char *val)
 {
 	struct problems found = { 0 };
 	int rc;
 
-	if (*val == '\0') {
-		report_required(ld, v);
-		return -1;
-	}
+	(void)v;
 	if (!dbsource_from_file(&ld->cfg->db_source))
 		return conninfo_check(val, ld->p, &ld->cfg->db_sslmode_require);
 	rc = conninfo_check(val, &found, &ld->cfg->db_sslmode_require);
@@ -584,7 +582,6 @@ static void load_var(struct load *ld, const struct var *v)
 		return;
 	}
 	val = lookup(ld, v);
-
 	if (val != NULL && *val == '\0' && v->type == VAR_STRING && (v->flags & VF_OPTIONAL))
 		val = NULL;
 	if (val == NULL) {

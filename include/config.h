@@ -52,8 +52,9 @@ struct config {
 };
 
 /* Where configuration comes from: a NULL-terminated "KEY=value" environment
- * (usually environ) and whether the process was spawned with its listen socket
- * on fd 0 (changes the WORKERS default). */
+ * (main's private copy of environ, which keeps what the real one loses once
+ * the configuration is read: procenv) and whether the process was spawned
+ * with its listen socket on fd 0 (changes the WORKERS default). */
 struct config_source {
 	char *const *environ;
 	bool spawned;
