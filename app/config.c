@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ enum var_flag {
 	VF_ENV_ONLY = 1 << 3, /* never taken from the env file */
 	VF_WORKERS = 1 << 4,  /* default depends on how we were started (DESIGN.md §1) */
 	VF_ENV_FILE = 1 << 5, /* ENV_FILE itself: read before the loop */
+	VF_SOURCED = 1 << 6,  /* DATABASE_URL: from one of the sources of dbsource */
 };
 
 struct load;
@@ -90,10 +92,17 @@ static const struct var vars[] = {
 	STR("ENV_FILE", VF_ENV_ONLY | VF_ENV_FILE, DEFAULT_ENV_FILE, env_file, NULL,
 	    "env file read at start-up and on SIGHUP; the environment wins over it; "
 	    "set only in the environment; empty: read none"),
-	STR("DATABASE_URL", VF_REQUIRED | VF_SECRET, NULL, database_url, check_database_url,
+	STR("DATABASE_URL", VF_REQUIRED | VF_SECRET | VF_SOURCED, NULL, database_url,
+	    check_database_url,
 	    CONNINFO_FORMS " naming host, dbname and user; sslmode=require, verify-ca or "
 			   "verify-full (a unix-socket host is exempt); options the linked libpq "
 			   "knows, with valid values"),
+	STR("DATABASE_URL_FILE", VF_OPTIONAL, NULL, database_url_file, NULL,
+	    "file whose first line is DATABASE_URL, read at start-up and on SIGHUP; "
+	    "not with DATABASE_URL"),
+	STR("CREDENTIALS_DIRECTORY", VF_OPTIONAL | VF_ENV_ONLY, NULL, credentials_directory, NULL,
+	    "set by systemd (LoadCredential=): with neither DATABASE_URL nor DATABASE_URL_FILE, "
+	    "its file " DBSOURCE_CREDENTIAL_NAME " is read as DATABASE_URL_FILE"),
 	STR("API_HOST", 0, "127.0.0.1", api_host, check_api_host,
 	    "IP address or resolvable name to listen on; a non-loopback address requires "
 	    "FCGI_WEB_SERVER_ADDRS"),
@@ -334,13 +343,21 @@ static void report_required(struct load *ld, const struct var *v)
 		     (v->flags & VF_SECRET) ? CONNINFO_FORMS : v->help);
 }
 
+/* val is not empty (dbsource reads "" as unset). A value read from a file
+ * is never quoted, not even redacted: the file may hold anything, a bare
+ * password included. */
 static int check_database_url(struct load *ld, const struct var *v, const char *val)
 {
-	if (*val == '\0') {
-		report_required(ld, v);
-		return -1;
-	}
-	return conninfo_check(val, ld->p, &ld->cfg->db_sslmode_require);
+	struct problems found = { 0 };
+	int rc;
+
+	(void)v;
+	if (!dbsource_from_file(&ld->cfg->db_source))
+		return conninfo_check(val, ld->p, &ld->cfg->db_sslmode_require);
+	rc = conninfo_check(val, &found, &ld->cfg->db_sslmode_require);
+	dbsource_relabel(&ld->cfg->db_source, val, &found, ld->p);
+	problems_free(&found);
+	return rc;
 }
 
 /* ---- the listen variables ---- */
@@ -464,14 +481,25 @@ static const char *env_get(char *const *env, const char *name)
 	return NULL;
 }
 
-/* python-decouple order: the real environment first, then the file. */
-static const char *lookup(const struct load *ld, const struct var *v)
+/* python-decouple order: the real environment first, then the file;
+ * *in_file says which gave the value. */
+static const char *lookup_from(const struct load *ld, const struct var *v, bool *in_file)
 {
 	const char *val = env_get(ld->src->environ, v->name);
 
-	if (val == NULL && !(v->flags & VF_ENV_ONLY))
+	*in_file = false;
+	if (val == NULL && !(v->flags & VF_ENV_ONLY)) {
 		val = envfile_get(ld->file, v->name);
+		*in_file = val != NULL;
+	}
 	return val;
+}
+
+static const char *lookup(const struct load *ld, const struct var *v)
+{
+	bool in_file;
+
+	return lookup_from(ld, v, &in_file);
 }
 
 /* DESIGN.md §1: spawned on fd 0 (lighttpd, mod_fcgid) the spawner decides
@@ -517,11 +545,49 @@ static void apply_default(struct load *ld, const struct var *v)
 	}
 }
 
+/* DATABASE_URL, or the file or credential that holds it (dbsource); then
+ * PGPASSWORD folded in, once the string as written has passed its checks. */
+static void load_database_url(struct load *ld, const struct var *v)
+{
+	const struct var *file_var;
+	struct dbsource_input in = { 0 };
+	size_t i;
+	char *url;
+
+	in.url = lookup_from(ld, v, &in.url_in_env_file);
+	file_var = var_find("DATABASE_URL_FILE", &i);
+	if (file_var != NULL)
+		in.file = lookup_from(ld, file_var, &in.file_in_env_file);
+	in.credentials_dir = env_get(ld->src->environ, "CREDENTIALS_DIRECTORY");
+	in.env_file = ld->cfg->env_file;
+	if (dbsource_resolve(&in, &ld->cfg->db_source, &url, ld->p) < 0) {
+		mark_bad(ld, v);
+		return;
+	}
+	if (url == NULL) {
+		apply_default(ld, v); /* required */
+		return;
+	}
+	set_string(ld->cfg, v, url);
+	xfree_wiped(url);
+	if (check_database_url(ld, v, ld->cfg->database_url) < 0) {
+		mark_bad(ld, v);
+		return;
+	}
+	dbsource_add_pgpassword(&ld->cfg->database_url, env_get(ld->src->environ, "PGPASSWORD"),
+				&ld->cfg->db_source);
+}
+
 static void load_var(struct load *ld, const struct var *v)
 {
-	const char *val = lookup(ld, v);
+	const char *val;
 	long n;
 
+	if (v->flags & VF_SOURCED) {
+		load_database_url(ld, v);
+		return;
+	}
+	val = lookup(ld, v);
 	if (val != NULL && *val == '\0' && v->type == VAR_STRING && (v->flags & VF_OPTIONAL))
 		val = NULL;
 	if (val == NULL) {
@@ -631,6 +697,7 @@ void config_destroy(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	release_strings(cfg);
+	dbsource_clear(&cfg->db_source);
 	free(cfg);
 }
 
@@ -641,6 +708,7 @@ int config_load(struct config *cfg, const struct config_source *src, struct prob
 	size_t before = p->n;
 
 	release_strings(cfg);
+	dbsource_clear(&cfg->db_source);
 	memset(cfg, 0, sizeof *cfg);
 	load_env_file(&ld, &ef);
 	for (size_t i = 0; i < NVARS; i++)
@@ -698,10 +766,23 @@ static void print_var(const struct config *cfg, const struct var *v, FILE *out)
 	}
 }
 
+/* Where DATABASE_URL came from, as a comment line after it: the line
+ * above stays KEY=value. */
+static void print_source(const struct config *cfg, FILE *out)
+{
+	char from[PATH_MAX + 128];
+
+	dbsource_describe(&cfg->db_source, cfg->env_file, from, sizeof from);
+	fprintf(out, "# DATABASE_URL from %s\n", from);
+}
+
 void config_print(const struct config *cfg, FILE *out)
 {
-	for (size_t i = 0; i < NVARS; i++)
+	for (size_t i = 0; i < NVARS; i++) {
 		print_var(cfg, &vars[i], out);
+		if ((vars[i].flags & VF_SOURCED) && cfg->db_source.origin != DBSOURCE_NONE)
+			print_source(cfg, out);
+	}
 }
 
 void config_print_help(FILE *out)

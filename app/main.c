@@ -14,11 +14,13 @@
 #include "clock.h"
 #include "config.h"
 #include "conninfo.h"
+#include "dbsource.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
 #include "migrate.h"
 #include "ping.h"
+#include "procenv.h"
 #include "sdnotify.h"
 
 extern char **environ;
@@ -42,7 +44,8 @@ static void print_usage(FILE *out)
 	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 69 database unavailable\n"
 	      "(MIGRATE_ON_START past DB_START_TIMEOUT_MS), 78 configuration error.\n"
 	      "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
-	      "default ./.env); the environment wins. Variables:\n\n",
+	      "default ./.env); the environment wins. DATABASE_URL may instead come from\n"
+	      "a file (DATABASE_URL_FILE) or a systemd credential. Variables:\n\n",
 	      out);
 	config_print_help(out);
 }
@@ -127,15 +130,21 @@ static void notify_ready(const struct listener *l)
 		log_warnx("cannot notify systemd: %s", err);
 }
 
-/* The env file usually holds DATABASE_URL with its password. */
-static void warn_env_file_mode(const struct config *cfg)
+/* The env file usually holds DATABASE_URL with its password;
+ * DATABASE_URL_FILE always does. (systemd makes credentials 0400.) */
+static void warn_secret_file_modes(const struct config *cfg)
 {
+	const char *url_file = cfg->db_source.origin == DBSOURCE_FILE ? cfg->db_source.path : NULL;
 	struct stat st;
 
 	if (cfg->env_file != NULL && stat(cfg->env_file, &st) == 0 && (st.st_mode & 077) != 0)
 		log_warnx("env file is readable by group or others; it may hold the database "
 			  "password: chmod 600 it file=\"%s\" mode=%04o",
 			  cfg->env_file, (unsigned)(st.st_mode & 07777));
+	if (url_file != NULL && stat(url_file, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warnx("DATABASE_URL_FILE is readable by group or others; it holds the "
+			  "database password: chmod 600 it file=\"%s\" mode=%04o",
+			  url_file, (unsigned)(st.st_mode & 07777));
 }
 
 /* *cfg stays main's: a reload in the master replaces it. */
@@ -145,7 +154,7 @@ static int serve(struct config **cfg, const struct config_source *src)
 	char err[512];
 
 	log_init((*cfg)->log_level, (*cfg)->log_format);
-	warn_env_file_mode(*cfg);
+	warn_secret_file_modes(*cfg);
 	int mrc = migrate_before_serving(*cfg);
 	if (mrc != 0)
 		return mrc;
@@ -230,9 +239,6 @@ static int run_tool(const struct command_line *cl, const struct config *cfg)
 
 int main(int argc, char **argv)
 {
-	struct config_source src = { .environ = environ,
-				     .spawned = listen_fd0_is_listener(),
-				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
 	struct command_line cl = { 0 };
 
 	if (parse_args(argc, argv, &cl) != 0)
@@ -241,10 +247,20 @@ int main(int argc, char **argv)
 		cl.cmd == CMD_HELP ? print_usage(stdout) : print_version(stdout);
 		return EX_OK;
 	}
+	/* The configuration is read from a private copy of the environment
+	 * (a SIGHUP reads it again: the environment still wins over the env
+	 * file), so the password can leave the real one before any worker
+	 * or tool starts (DESIGN.md §5). */
+	struct procenv *env = procenv_snapshot(environ);
+	struct config_source src = { .environ = procenv_vars(env),
+				     .spawned = listen_fd0_is_listener(),
+				     .online_cpus = sysconf(_SC_NPROCESSORS_ONLN) };
 	struct config *cfg = config_new();
 	int rc = load_config(cfg, &src);
+	(void)procenv_scrub_all(env, dbsource_secret_vars);
 	if (rc == EX_OK)
 		rc = cl.cmd == CMD_SERVE ? serve(&cfg, &src) : run_tool(&cl, cfg);
 	config_destroy(cfg);
+	procenv_free(env);
 	return rc;
 }

@@ -12,9 +12,11 @@
 
 #include "clock.h"
 #include "config.h"
+#include "dbsource.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "procenv.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -276,6 +278,11 @@ static void reload(struct master *m, const sigset_t *blocked)
 		return;
 	}
 	problems_free(&p);
+	/* As at start-up (which also wiped the strings the process started
+	 * with), before the new workers fork. The configuration reads a private
+	 * copy of the environment and never exports what it reads, so this
+	 * finds something only if a library has called setenv() since. */
+	(void)procenv_scrub_all(NULL, dbsource_secret_vars);
 	config_destroy(*m->cfg);
 	*m->cfg = next;
 	log_init(next->log_level, next->log_format);

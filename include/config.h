@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "dbsource.h"
 #include "log.h"
 #include "problems.h"
 
@@ -14,6 +15,9 @@ enum health_details { HEALTH_DETAILS_FULL, HEALTH_DETAILS_MINIMAL };
 
 struct config {
 	char *database_url;                 /* DATABASE_URL (secret: never print unredacted) */
+	char *database_url_file;            /* DATABASE_URL_FILE, NULL when unset */
+	char *credentials_directory;        /* CREDENTIALS_DIRECTORY, NULL when unset */
+	struct dbsource db_source;          /* where database_url came from */
 	char *api_host;                     /* API_HOST */
 	long api_port;                      /* API_PORT */
 	char *api_socket;                   /* API_SOCKET, NULL when unset */
@@ -49,8 +53,9 @@ struct config {
 };
 
 /* Where configuration comes from: a NULL-terminated "KEY=value" environment
- * (usually environ) and whether the process was spawned with its listen socket
- * on fd 0 (changes the WORKERS default). */
+ * (main's private copy of environ, which keeps what the real one loses once
+ * the configuration is read: procenv) and whether the process was spawned
+ * with its listen socket on fd 0 (changes the WORKERS default). */
 struct config_source {
 	char *const *environ;
 	bool spawned;
@@ -63,7 +68,8 @@ struct config_source {
 struct config *config_new(void) __attribute__((malloc, returns_nonnull));
 /* Wipe the strings (DATABASE_URL holds the password) and free; NULL is fine. */
 void config_destroy(struct config *cfg);
-/* Fill cfg from the environment and the env file, replacing what it held;
+/* Fill cfg from the environment and the env file (and the file or systemd
+ * credential that holds DATABASE_URL), replacing what it held;
  * 0 if valid, -1 with every problem appended to p (cfg then holds what could
  * be read, defaults for the rest, and is still destroyed by its owner). */
 int config_load(struct config *cfg, const struct config_source *src, struct problems *p)

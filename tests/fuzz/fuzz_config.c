@@ -61,11 +61,17 @@ static int is_ip(const char *s)
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-/* Lines the target must not pass on: ENV_FILE is ours to set, and a host
- * name in API_HOST would make every run ask the resolver. */
+/* Lines the target must not pass on: ENV_FILE is ours to set, files named
+ * by DATABASE_URL_FILE or CREDENTIALS_DIRECTORY would make runs depend on
+ * the machine's files, and a host name in API_HOST would make every run ask
+ * the resolver. */
 static int skip_line(const char *line, size_t n)
 {
 	if (n >= 9 && memcmp(line, "ENV_FILE=", 9) == 0)
+		return 1;
+	if (n >= 18 && memcmp(line, "DATABASE_URL_FILE=", 18) == 0)
+		return 1;
+	if (n >= 22 && memcmp(line, "CREDENTIALS_DIRECTORY=", 22) == 0)
 		return 1;
 	if (n >= 9 && memcmp(line, "API_HOST=", 9) == 0) {
 		char *v = dup_n(line + 9, n - 9);

@@ -277,12 +277,28 @@ def unit_values(text, key):
     return [m.group(1).strip() for m in re.finditer(rf"^{key}=(.*)$", text, re.M)]
 
 
+def load_credentials(service, creds):
+    """What LoadCredential=NAME:PATH does at service start: a private copy of
+    each file, mode 0400, in the directory $CREDENTIALS_DIRECTORY names."""
+    creds.mkdir()
+    names = []
+    for value in unit_values(service, "LoadCredential"):
+        name, _, path = value.partition(":")
+        (creds / name).write_bytes(Path(path).read_bytes())
+        (creds / name).chmod(0o400)
+        names.append(name)
+    creds.chmod(0o500)
+    return names
+
+
 def test_systemd_socket_activation_serves_health_and_db(neonfcgi, nginx, dev_db, tmp_path):
     need("systemd-socket-activate")
     label = "it-deploy-systemd"
     sock = tmp_path / "neonfcgi.sock"
-    envf = write_env_file(tmp_path / "neonfcgi.env", DATABASE_URL=dev_db.app_url(label),
-                          WORKERS=2)
+    envf = write_env_file(tmp_path / "neonfcgi.env", WORKERS=2)
+    url_file = tmp_path / "database-url"
+    url_file.write_text(dev_db.app_url(label) + "\n")
+    url_file.chmod(0o600)
     workdir = tmp_path / "share"
     workdir.mkdir()
     units = tmp_path / "units"
@@ -292,6 +308,7 @@ def test_systemd_socket_activation_serves_health_and_db(neonfcgi, nginx, dev_db,
     service = render(DEPLOY / "systemd" / "neonfcgi.service",
                      {"/usr/local/bin/neonfcgi": neonfcgi.binary,
                       "/etc/neonfcgi/neonfcgi.env": envf,
+                      "/etc/neonfcgi/database-url": url_file,
                       "/usr/local/share/neonfcgi": workdir})
     (units / "neonfcgi.socket").write_text(socket_unit)
     (units / "neonfcgi.service").write_text(service)
@@ -315,27 +332,37 @@ def test_systemd_socket_activation_serves_health_and_db(neonfcgi, nginx, dev_db,
         k, _, v = assignment.partition("=")
         env[k] = v
     assert env.get("ENV_FILE") == "", "the service reads its variables through systemd"
+    # The connection string is a credential, never in the environment.
+    assert "DATABASE_URL" not in env, "DATABASE_URL must come from LoadCredential="
+    assert load_credentials(service, tmp_path / "credentials") == ["database-url"], \
+        "LoadCredential=database-url:... expected"
+    env["CREDENTIALS_DIRECTORY"] = str(tmp_path / "credentials")
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(5.0)
     env["NOTIFY_SOCKET"] = str(notify_path)
     # -E NAME takes the value from systemd-socket-activate's own environment:
-    # DATABASE_URL never appears on a command line.
+    # no value appears on a command line.
     wrap = ["systemd-socket-activate", "-l", str(sock)]
     for k in env:
         wrap += ["-E", k]
     try:
         with neonfcgi.start(*exec_start[1:], listen=None, address=str(sock), wrap=wrap,
                             owns_socket=False, cwd=unit_values(service, "WorkingDirectory")[0],
-                            env=env) as srv:
+                            env=env, DATABASE_URL=None) as srv:
             # The first connection (wait_ready's) made it exec neonfcgi.
             srv.wait_log(r'listen="fd:3 \(systemd\)".*workers=2\b', 5.0)
             msg = notify.recv(4096).decode()
             assert msg.startswith("READY=1\n") and "fd:3" in msg, f"sd_notify: {msg!r}"
             with nginx.start(str(sock)) as web:
                 assert_routes(web.get)
-            srv.wait_workers(2)
+            assert backends(dev_db, label) >= 1, "not connected with the credential's URL"
+            for pid in [srv.pid, *srv.wait_workers(2)]:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+                harness.RECORD.add(f"/proc/{pid}/environ", environ)
+                assert b"CREDENTIALS_DIRECTORY=" in environ, f"/proc/{pid}/environ unread"
+                assert dev_db.password.encode() not in environ, f"password in {pid}'s environ"
             srv.stop()  # exit 0, workers gone
         assert sock.exists(), "the socket belongs to the activator, it must stay"
         wait_until(lambda: backends(dev_db, label) == 0, GONE_WITHIN_S,

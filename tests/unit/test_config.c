@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -840,6 +841,143 @@ static void test_connection_budget(void **state)
 	done(&r);
 }
 
+/* DATABASE_URL_FILE, the credential and PGPASSWORD (dbsource has the
+ * details): the source is recorded, and a problem about a string read from
+ * a file names the file and shows nothing of it. */
+static void test_database_url_file(void **state)
+{
+	struct run r;
+
+	(void)state;
+	write_file("db.url", DB_URL "\r\n");
+	LOAD_NODB(&r, "DATABASE_URL_FILE=db.url");
+	expect_ok(&r);
+	assert_string_equal(r.cfg->database_url, DB_URL);
+	assert_string_equal(r.cfg->database_url_file, "db.url");
+	assert_int_equal(r.cfg->db_source.origin, DBSOURCE_FILE);
+	assert_string_equal(r.cfg->db_source.path, "db.url");
+	done(&r);
+	/* from the env file, too */
+	write_file("f.env", "DATABASE_URL_FILE=db.url\n");
+	LOAD_NODB(&r, "ENV_FILE=f.env");
+	expect_ok(&r);
+	assert_string_equal(r.cfg->database_url, DB_URL);
+	done(&r);
+	/* with DATABASE_URL (here from the env file): one problem, no value */
+	write_file("f.env", "DATABASE_URL=" DB_URL "\n");
+	LOAD_NODB(&r, "ENV_FILE=f.env", "DATABASE_URL_FILE=db.url");
+	expect_line(&r, "DATABASE_URL and DATABASE_URL_FILE are both set (DATABASE_URL in ENV_FILE "
+			"\"f.env\", DATABASE_URL_FILE in the environment): set only one");
+	assert_int_equal(r.p.n, 1);
+	assert_null(r.cfg->database_url);
+	done(&r);
+	write_file("db.url", "postgres://app:" SECRET_ENC "@db.example.com/app\n");
+	LOAD_NODB(&r, "DATABASE_URL_FILE=db.url", "API_PORT=80");
+	expect_text(&r, "DATABASE_URL from DATABASE_URL_FILE=\"db.url\": sslmode is not set");
+	expect_text(&r, "API_PORT=\"80\"");
+	assert_int_equal(r.p.n, 2);
+	expect_no_secret(&r, "s3cr3t");
+	expect_no_secret(&r, "db.example.com");
+	done(&r);
+	LOAD_NODB(&r, "DATABASE_URL_FILE=missing.url");
+	expect_line(&r, "DATABASE_URL_FILE=\"missing.url\": the file cannot be opened: No such "
+			"file or directory");
+	done(&r);
+	unlink("db.url");
+	unlink("f.env");
+}
+
+static void test_database_url_credential(void **state)
+{
+	struct run r;
+
+	(void)state;
+	assert_int_equal(mkdir("creds", 0700), 0);
+	write_file("creds/database-url", DB_URL "\n");
+	LOAD_NODB(&r, "CREDENTIALS_DIRECTORY=creds");
+	expect_ok(&r);
+	assert_string_equal(r.cfg->database_url, DB_URL);
+	assert_string_equal(r.cfg->credentials_directory, "creds");
+	assert_int_equal(r.cfg->db_source.origin, DBSOURCE_CREDENTIAL);
+	done(&r);
+	/* CREDENTIALS_DIRECTORY is systemd's: never taken from the env file */
+	write_file("f.env", "CREDENTIALS_DIRECTORY=creds\n");
+	LOAD_NODB(&r, "ENV_FILE=f.env");
+	expect_line(&r, "DATABASE_URL: required (postgres:// or postgresql:// URI, or libpq "
+			"key=value string)");
+	done(&r);
+	unlink("f.env");
+	unlink("creds/database-url");
+	LOAD_NODB(&r, "CREDENTIALS_DIRECTORY=creds");
+	expect_text(&r, "CREDENTIALS_DIRECTORY=\"creds\" holds no database-url");
+	assert_int_equal(r.p.n, 1);
+	done(&r);
+	rmdir("creds");
+}
+
+static void test_pgpassword_in_connection_string(void **state)
+{
+	struct run r;
+	char *out;
+
+	(void)state;
+	LOAD_NODB(&r, "DATABASE_URL=host=db dbname=app user=app sslmode=verify-full",
+		  "PGPASSWORD=" SECRET);
+	expect_ok(&r);
+	assert_string_equal(r.cfg->database_url, "host=db dbname=app user=app sslmode=verify-full "
+						 "password='" SECRET "'");
+	assert_true(r.cfg->db_source.pgpassword);
+	out = print_to_string(r.cfg);
+	assert_non_null(strstr(out, "\n# DATABASE_URL from the environment; password from "
+				    "PGPASSWORD\n"));
+	assert_null(strstr(out, "s3cr3t"));
+	free(out);
+	done(&r);
+	/* libpq reads PGPASSWORD from its environment only, and so do we */
+	write_file("f.env", "PGPASSWORD=" SECRET "\n");
+	LOAD(&r, "ENV_FILE=f.env");
+	expect_ok(&r);
+	assert_string_equal(r.cfg->database_url, DB_URL);
+	assert_false(r.cfg->db_source.pgpassword);
+	done(&r);
+	unlink("f.env");
+}
+
+/* check-config: the DATABASE_URL= line as before, then where it came from. */
+static void test_print_database_url_source(void **state)
+{
+	struct run r;
+	char *out;
+
+	(void)state;
+	LOAD(&r, "API_PORT=9200");
+	expect_ok(&r);
+	out = print_to_string(r.cfg);
+	assert_non_null(strstr(out, "\nDATABASE_URL=postgres://app:****@db.example.com/app?"
+				    "sslmode=verify-full\n# DATABASE_URL from the environment\n"
+				    "DATABASE_URL_FILE=\nCREDENTIALS_DIRECTORY=\n"));
+	free(out);
+	done(&r);
+	write_file("db.url", DB_URL "\n");
+	LOAD_NODB(&r, "DATABASE_URL_FILE=db.url");
+	expect_ok(&r);
+	out = print_to_string(r.cfg);
+	assert_non_null(strstr(out, "\n# DATABASE_URL from the file DATABASE_URL_FILE=db.url\n"
+				    "DATABASE_URL_FILE=db.url\n"));
+	assert_null(strstr(out, "s3cr3t"));
+	free(out);
+	done(&r);
+	unlink("db.url");
+	write_file("./.env", "DATABASE_URL=" DB_URL "\n");
+	LOAD_NODB(&r, "API_PORT=9200");
+	expect_ok(&r);
+	out = print_to_string(r.cfg);
+	assert_non_null(strstr(out, "\n# DATABASE_URL from the env file ./.env\n"));
+	free(out);
+	done(&r);
+	unlink("./.env");
+}
+
 /* ---- printing ---- */
 
 static const char *const all_names[] = {
@@ -1108,6 +1246,10 @@ int main(void)
 		cmocka_unit_test(test_env_file_only_from_environment),
 		cmocka_unit_test(test_database_url_required),
 		cmocka_unit_test(test_database_url_checked),
+		cmocka_unit_test(test_database_url_file),
+		cmocka_unit_test(test_database_url_credential),
+		cmocka_unit_test(test_pgpassword_in_connection_string),
+		cmocka_unit_test(test_print_database_url_source),
 		cmocka_unit_test(test_api_host),
 		cmocka_unit_test(test_non_loopback_allowed_when_spawned),
 		cmocka_unit_test(test_web_server_addrs),
