@@ -95,8 +95,10 @@ static const struct rule sqlstate_rules[] = {
 	    { "too many connections to this endpoint", DB_RATE_LIMITED, false,                     \
 	      "too many connections to this endpoint" },                                           \
 	    { "rate limit", DB_RATE_LIMITED, false, "rate limited" },                              \
-	    { "couldn't connect to compute node", DB_UNREACHABLE, true,                            \
-	      "proxy could not reach the compute" }
+	{                                                                                          \
+		"couldn't connect to compute node", DB_UNREACHABLE, true,                          \
+		    "proxy could not reach the compute"                                            \
+	}
 
 /* XX000 (DESIGN.md §5's table): first match wins. */
 static const struct rule xx000_rules[] = {
@@ -184,7 +186,8 @@ static bool find_sqlstate(const char *msg, char out[6])
 
 			while (*c == ' ')
 				c++;
-			while (k < 5 && (isdigit((unsigned char)c[k]) || isupper((unsigned char)c[k])))
+			while (k < 5 &&
+			       (isdigit((unsigned char)c[k]) || isupper((unsigned char)c[k])))
 				k++;
 			if (k == 5 && c[5] == ':') {
 				memcpy(out, c, 5);

@@ -194,8 +194,8 @@ char *health_db_body(const struct health_db_check *chk, const struct health_pool
 	if (!chk->ok) {
 		put_str(&o, false, "output", db_category_name(chk->category));
 		/* Behind an open breaker category holds the cause that opened it. */
-		*retry_after = dberror_retry_after_s(chk->circuit_open ? DB_CIRCUIT_OPEN
-								       : chk->category);
+		*retry_after =
+		    dberror_retry_after_s(chk->circuit_open ? DB_CIRCUIT_OPEN : chk->category);
 	}
 	if (details != HEALTH_DETAILS_MINIMAL) {
 		put_str(&o, false, "serviceId", SERVICE_ID);

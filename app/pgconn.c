@@ -317,7 +317,7 @@ static bool result_failed(const PGresult *res, struct db_error *err)
 	if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
 		primary = "COPY is not supported";
 	dberror_set(err, DB_QUERY_FAILED, dberror_sqlstate_transient(state), state,
-		  primary ? primary : PQresStatus(st));
+		    primary ? primary : PQresStatus(st));
 	return true;
 }
 

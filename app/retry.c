@@ -71,8 +71,8 @@ struct retry_policy retry_connect_policy(int retries, int64_t base_ms)
 }
 
 enum retry_step retry_run(const struct retry_policy *pol, struct retry_rng *rng,
-			  int64_t deadline_ms, retry_attempt_fn attempt,
-			  retry_failed_fn on_failed, void *arg)
+			  int64_t deadline_ms, retry_attempt_fn attempt, retry_failed_fn on_failed,
+			  void *arg)
 {
 	for (int n = 0;; n++) {
 		if (attempt(arg, n) == RETRY_DONE)

@@ -25,9 +25,9 @@ enum db_category {
 struct db_error {
 	enum db_category category;
 	bool transient;
-	char sqlstate[6];  /* "" when the server sent none */
-	char message[256]; /* server's primary message or our description; never
-			      holds a password, user or host name */
+	char sqlstate[6];       /* "" when the server sent none */
+	char message[256];      /* server's primary message or our description; never
+				   holds a password, user or host name */
 	enum db_category cause; /* with DB_CIRCUIT_OPEN: the failure that opened it */
 };
 

@@ -21,7 +21,6 @@ struct pgconn_info {
 	double connect_ms;
 };
 
-
 struct pgconn_params *pgconn_params_new(const char *database_url, char *err, size_t errlen);
 void pgconn_params_free(struct pgconn_params *p);
 /* The value given to keyword (after our additions and removals), or NULL. */
@@ -45,6 +44,5 @@ int pgconn_exec_params(PGconn *c, const char *sql, int nparams, const char *cons
 bool pgconn_looks_alive(PGconn *c);
 /* PQfinish, after which c is gone. */
 void pgconn_close(PGconn *c);
-
 
 #endif

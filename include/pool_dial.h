@@ -35,7 +35,7 @@ struct pool_dial_stats {
 	uint64_t retries;
 	uint64_t breaker_rejects; /* circuit_open errors */
 	uint64_t breaker_opens;
-	uint64_t held; /* openings answered from a held failure */
+	uint64_t held;     /* openings answered from a held failure */
 	int breaker_state; /* enum retry_breaker_state */
 };
 

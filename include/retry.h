@@ -59,8 +59,8 @@ typedef void (*retry_failed_fn)(void *arg, int attempt, int64_t wait_ms);
  * no deadline). Returns the last step, so RETRY_AGAIN means it gave up.
  * on_failed may be NULL. rng is the caller's (not shared without a lock). */
 enum retry_step retry_run(const struct retry_policy *pol, struct retry_rng *rng,
-			  int64_t deadline_ms, retry_attempt_fn attempt,
-			  retry_failed_fn on_failed, void *arg);
+			  int64_t deadline_ms, retry_attempt_fn attempt, retry_failed_fn on_failed,
+			  void *arg);
 
 typedef int64_t (*retry_clock_fn)(void *arg);
 

@@ -136,12 +136,12 @@ static const struct case_ pg_cases[] = {
 	{ "", DB_UNREACHABLE, true, "" },
 };
 
-
 /* Neon's proxy: every error of its own is XX000 with the meaning in the
  * text (proxy/src/stream.rs); the texts below are Neon's, from
  * proxy/src/auth/mod.rs, proxy/src/control_plane/{messages,errors}.rs and
  * proxy/src/compute/mod.rs. Each row of DESIGN.md §5's table appears. */
-#define NEON_PREFIX "connection to server at \"ep-secret-123.example\" (10.0.0.5), port 5432 failed: "
+#define NEON_PREFIX                                                                                \
+	"connection to server at \"ep-secret-123.example\" (10.0.0.5), port 5432 failed: "
 static const struct case_ xx000_cases[] = {
 	/* PostgreSQL's transient states relayed by the proxy: retried. */
 	{ NEON_PREFIX "FATAL:  XX000:  sorry, too many clients already\n", DB_REJECTED, true,
@@ -290,7 +290,7 @@ static void category_names(void **state)
 {
 	(void)state;
 	static const char *const want[DB_CATEGORY_COUNT] = {
-		"ok",	    "timeout",	    "unreachable",  "tls",	   "auth",  "rejected",
+		"ok",           "timeout",      "unreachable",  "tls",      "auth",  "rejected",
 		"query_failed", "pool_timeout", "circuit_open", "endpoint", "quota", "rate_limited",
 	};
 
