@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "pool_dial.h"
 #include "retry.h"
 #include "scoreboard.h"
+#include "thread.h"
 #include "xalloc.h"
 
 #define NEVER INT64_MAX
@@ -685,12 +685,7 @@ static void *maintenance_main(void *arg)
 
 static int start_maintenance(struct pool *p)
 {
-	/* Signals belong to the worker's main thread, not to this one. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&p->maint, NULL, maintenance_main, p);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = thread_start(&p->maint, maintenance_main, p);
 	if (rc != 0) {
 		errno = rc;
 		log_error("db pool cannot start its maintenance thread");

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "clock.h"
 #include "log.h"
 #include "scoreboard.h"
+#include "thread.h"
 #include "xalloc.h"
 
 /* Neon's proxy refuses with "too many connection attempts" when a client
@@ -311,23 +311,6 @@ void pool_dial_request(struct pool_dial *d, int64_t deadline_ms)
 	pthread_mutex_unlock(&d->mu);
 }
 
-static int start_thread(struct pool_dial *d)
-{
-	/* Signals belong to the worker's main thread, not to this one. */
-	sigset_t all, old;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&d->thread, NULL, dial_main, d);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
-		errno = rc;
-		log_error("db pool cannot start its connect thread");
-		return -1;
-	}
-	return 0;
-}
-
 static void free_dial(struct pool_dial *d)
 {
 	pthread_cond_destroy(&d->cv);
@@ -351,11 +334,13 @@ struct pool_dial *pool_dial_new(const struct pool_connector *c, void *ctx,
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
 	retry_rng_seed(&d->rng, o->seed);
-	if (start_thread(d) < 0) {
-		free_dial(d);
-		return NULL;
-	}
-	return d;
+	int rc = thread_start(&d->thread, dial_main, d);
+	if (rc == 0)
+		return d;
+	errno = rc;
+	log_error("db pool cannot start its connect thread");
+	free_dial(d);
+	return NULL;
 }
 
 void pool_dial_free(struct pool_dial *d)

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "thread.h"
 #include "xalloc.h"
 
 /* A deadline further out than this is clipped (INT64_MAX means "none"). */
@@ -283,7 +283,6 @@ static void job_start(struct group *g, size_t i, const char *host)
 {
 	struct job *j = &g->jobs[i];
 	pthread_t tid;
-	sigset_t all, old;
 
 	j->group = g;
 	j->host = xstrdup(host);
@@ -293,17 +292,7 @@ static void job_start(struct group *g, size_t i, const char *host)
 	threads_lock();
 	threads.running++;
 	threads_unlock();
-	/* The thread inherits this mask: a process signal must reach the
-	 * thread whose blocking call it is meant to interrupt, never this one.
-	 * Faults stay deliverable, so a crash in here is reported as one. */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&tid, NULL, job_run, j);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int rc = thread_start(&tid, job_run, j);
 	threads_lock();
 	if (rc == 0)
 		threads.started++;
