@@ -23,17 +23,12 @@ void problems_add(struct problems *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, (size_t)n + 1, fmt, ap);
 	va_end(ap);
-	p->lines = xrealloc(p->lines, (p->n + 1) * sizeof *p->lines);
-	p->lines[p->n++] = line;
+	xstrv_push(&p->lines, &p->n, line);
 }
 
 void problems_free(struct problems *p)
 {
-	for (size_t i = 0; i < p->n; i++)
-		free(p->lines[i]);
-	free(p->lines);
-	p->lines = NULL;
-	p->n = 0;
+	xstrv_free(&p->lines, &p->n);
 }
 
 void problems_quote(const char *s, char *buf, size_t len)

@@ -174,17 +174,12 @@ static void addrs_add_unique(struct resolve_addrs *a, const char *s)
 	for (size_t i = 0; i < a->n; i++)
 		if (strcmp(a->addr[i], s) == 0)
 			return;
-	a->addr = xrealloc(a->addr, (a->n + 1) * sizeof *a->addr);
-	a->addr[a->n++] = xstrdup(s);
+	xstrv_push(&a->addr, &a->n, xstrdup(s));
 }
 
 void resolve_addrs_free(struct resolve_addrs *a)
 {
-	for (size_t i = 0; i < a->n; i++)
-		free(a->addr[i]);
-	free(a->addr);
-	a->addr = NULL;
-	a->n = 0;
+	xstrv_free(&a->addr, &a->n);
 }
 
 static void addrs_from(const struct addrinfo *res, struct resolve_addrs *out)

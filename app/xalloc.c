@@ -47,6 +47,21 @@ char *xstrdup(const char *s)
 	return xstrndup(s, strlen(s));
 }
 
+void xstrv_push(char ***v, size_t *n, char *s)
+{
+	*v = xrealloc(*v, (*n + 1) * sizeof **v);
+	(*v)[(*n)++] = s;
+}
+
+void xstrv_free(char ***v, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		free((*v)[i]);
+	free(*v);
+	*v = NULL;
+	*n = 0;
+}
+
 void xfree_wiped(char *s)
 {
 	if (s != NULL) {
