@@ -91,7 +91,8 @@ static int parse_unix_diag(const char *buf, size_t n, struct listenq_sample *out
 	const struct rtattr *a = (const struct rtattr *)(m + 1);
 	int alen = (int)(nh->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
 	for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-		if (a->rta_type != UNIX_DIAG_RQLEN || RTA_PAYLOAD(a) < sizeof(struct unix_diag_rqlen))
+		if (a->rta_type != UNIX_DIAG_RQLEN ||
+		    RTA_PAYLOAD(a) < sizeof(struct unix_diag_rqlen))
 			continue;
 		const struct unix_diag_rqlen *rq = RTA_DATA(a);
 		out->queued = (long)rq->udiag_rqueue;

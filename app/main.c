@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "config.h"
 #include "conninfo.h"
+#include "doctor.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
@@ -33,17 +34,19 @@ static void print_version(FILE *out)
 
 static void print_usage(FILE *out)
 {
-	fputs("usage: neonfcgi [serve]            run master + workers (default)\n"
-	      "       neonfcgi check-config       validate configuration, print it redacted\n"
-	      "       neonfcgi ping               one connection + SELECT 1: latency, server, TLS\n"
-	      "       neonfcgi migrate [--dry-run]   apply pending migrations (MIGRATIONS_DIR)\n"
-	      "       neonfcgi migrate status     list applied and pending migrations\n"
-	      "       neonfcgi --version | --help\n"
-	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 69 database unavailable\n"
-	      "(MIGRATE_ON_START past DB_START_TIMEOUT_MS), 78 configuration error.\n"
-	      "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
-	      "default ./.env); the environment wins. Variables:\n\n",
-	      out);
+	fputs(
+	    "usage: neonfcgi [serve]            run master + workers (default)\n"
+	    "       neonfcgi check-config       validate configuration, print it redacted\n"
+	    "       neonfcgi ping               one connection + SELECT 1: latency, server, TLS\n"
+	    "       neonfcgi migrate [--dry-run]   apply pending migrations (MIGRATIONS_DIR)\n"
+	    "       neonfcgi migrate status     list applied and pending migrations\n"
+	    "       neonfcgi doctor             diagnose the database set-up: findings and fixes\n"
+	    "       neonfcgi --version | --help\n"
+	    "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 69 database unavailable\n"
+	    "(MIGRATE_ON_START past DB_START_TIMEOUT_MS), 78 configuration error.\n"
+	    "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
+	    "default ./.env); the environment wins. Variables:\n\n",
+	    out);
 	config_print_help(out);
 }
 
@@ -158,7 +161,15 @@ static int serve(struct config **cfg, const struct config_source *src)
 	return master_run(cfg, src, &l);
 }
 
-enum command { CMD_SERVE, CMD_CHECK_CONFIG, CMD_PING, CMD_MIGRATE, CMD_HELP, CMD_VERSION };
+enum command {
+	CMD_SERVE,
+	CMD_CHECK_CONFIG,
+	CMD_PING,
+	CMD_MIGRATE,
+	CMD_DOCTOR,
+	CMD_HELP,
+	CMD_VERSION
+};
 
 struct command_line {
 	enum command cmd;
@@ -169,11 +180,11 @@ static const struct {
 	const char *name;
 	enum command cmd;
 } commands[] = {
-	{ "serve", CMD_SERVE }, { "check-config", CMD_CHECK_CONFIG },
-	{ "ping", CMD_PING },   { "migrate", CMD_MIGRATE },
-	{ "--help", CMD_HELP }, { "-h", CMD_HELP },
-	{ "help", CMD_HELP },   { "--version", CMD_VERSION },
-	{ "-V", CMD_VERSION },
+	{ "serve", CMD_SERVE },       { "check-config", CMD_CHECK_CONFIG },
+	{ "ping", CMD_PING },         { "migrate", CMD_MIGRATE },
+	{ "doctor", CMD_DOCTOR },     { "--help", CMD_HELP },
+	{ "-h", CMD_HELP },           { "help", CMD_HELP },
+	{ "--version", CMD_VERSION }, { "-V", CMD_VERSION },
 };
 
 /* `migrate`, `migrate --dry-run`, `migrate status`. */
@@ -221,6 +232,7 @@ static int run_tool(const struct command_line *cl, const struct config *cfg)
 	switch (cl->cmd) {
 	case CMD_CHECK_CONFIG: return check_config(cfg);
 	case CMD_PING: log_init(cfg->log_level, cfg->log_format); return ping_run(cfg, stdout);
+	case CMD_DOCTOR: log_init(cfg->log_level, cfg->log_format); return doctor_run(cfg, stdout);
 	case CMD_MIGRATE:
 		log_init(cfg->log_level, cfg->log_format);
 		return migrate_command(cfg, cl->migrate_mode);

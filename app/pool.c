@@ -263,8 +263,7 @@ static void unlink_waiter_locked(struct pool *p, struct pool_waiter *w)
 	p->n_waiting--;
 }
 
-static void hand_over_locked(struct pool *p, struct pool_waiter *w, struct pool_conn *c,
-			     bool fresh)
+static void hand_over_locked(struct pool *p, struct pool_waiter *w, struct pool_conn *c, bool fresh)
 {
 	w->conn = c;
 	w->fresh = fresh;

@@ -202,9 +202,8 @@ void scoreboard_gauge_max(sb_gauge *g, int64_t v)
 {
 	int64_t cur = sb_gauge_get(g);
 
-	while (cur < v &&
-	       !atomic_compare_exchange_weak_explicit(g, &cur, v, memory_order_relaxed,
-						      memory_order_relaxed))
+	while (cur < v && !atomic_compare_exchange_weak_explicit(g, &cur, v, memory_order_relaxed,
+								 memory_order_relaxed))
 		;
 }
 
@@ -213,7 +212,8 @@ void scoreboard_gauge_max(sb_gauge *g, int64_t v)
 void scoreboard_thread_busy(struct scoreboard *sb, struct sb_slot *slot, int delta)
 {
 	atomic_fetch_add_explicit(&slot->sat.busy, delta, memory_order_relaxed);
-	int64_t now = atomic_fetch_add_explicit(&sb->inst.busy, delta, memory_order_relaxed) + delta;
+	int64_t now =
+	    atomic_fetch_add_explicit(&sb->inst.busy, delta, memory_order_relaxed) + delta;
 	if (delta > 0 && now > sb_gauge_get(&sb->inst.busy_max))
 		scoreboard_gauge_max(&sb->inst.busy_max, now);
 }

@@ -91,7 +91,7 @@ struct worker {
 	struct request_thread *threads;
 	long nthreads; /* started */
 	struct waitroom *room;
-	enum listenq_kind lq_kind;   /* of listen_fd; NONE once sampling failed */
+	enum listenq_kind lq_kind;  /* of listen_fd; NONE once sampling failed */
 	_Atomic int64_t lq_next_ms; /* the accept path samples the queue again from then */
 };
 
@@ -200,12 +200,13 @@ static void respond_health_db(struct worker *w, struct response *r)
 static void sample_listen_queue(struct worker *w, bool now)
 {
 	struct listenq_sample q;
-	int64_t t = clock_now_ms(), next = atomic_load_explicit(&w->lq_next_ms, memory_order_relaxed);
+	int64_t t = clock_now_ms(),
+		next = atomic_load_explicit(&w->lq_next_ms, memory_order_relaxed);
 
 	if (w->lq_kind == LISTENQ_NONE)
 		return;
-	if (!now && (t < next || !atomic_compare_exchange_strong(&w->lq_next_ms, &next,
-								 t + LISTENQ_SAMPLE_MS)))
+	if (!now && (t < next ||
+		     !atomic_compare_exchange_strong(&w->lq_next_ms, &next, t + LISTENQ_SAMPLE_MS)))
 		return;
 	if (listenq_sample(w->listen_fd, w->lq_kind, &q) == 0) {
 		scoreboard_listen_queue(w->sb, q.queued, q.limit);
