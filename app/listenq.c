@@ -23,7 +23,7 @@
 
 enum listenq_kind listenq_kind(int fd)
 {
-	struct sockaddr_storage sa;
+	struct sockaddr_storage sa = { 0 };
 	socklen_t len = sizeof(sa);
 	int listening = 0;
 	socklen_t olen = sizeof(listening);
