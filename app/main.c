@@ -34,19 +34,18 @@ static void print_version(FILE *out)
 
 static void print_usage(FILE *out)
 {
-	fputs(
-	    "usage: neonfcgi [serve]            run master + workers (default)\n"
-	    "       neonfcgi check-config       validate configuration, print it redacted\n"
-	    "       neonfcgi ping               one connection + SELECT 1: latency, server, TLS\n"
-	    "       neonfcgi migrate [--dry-run]   apply pending migrations (MIGRATIONS_DIR)\n"
-	    "       neonfcgi migrate status     list applied and pending migrations\n"
-	    "       neonfcgi doctor             diagnose the database set-up: findings and fixes\n"
-	    "       neonfcgi --version | --help\n"
-	    "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 69 database unavailable\n"
-	    "(MIGRATE_ON_START past DB_START_TIMEOUT_MS), 78 configuration error.\n"
-	    "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
-	    "default ./.env); the environment wins. Variables:\n\n",
-	    out);
+	fputs("usage: neonfcgi [serve]            run master + workers (default)\n"
+	      "       neonfcgi check-config       validate configuration, print it redacted\n"
+	      "       neonfcgi ping               one connection + SELECT 1: latency, server, TLS\n"
+	      "       neonfcgi migrate [--dry-run]   apply pending migrations (MIGRATIONS_DIR)\n"
+	      "       neonfcgi migrate status     list applied and pending migrations\n"
+	      "       neonfcgi doctor             diagnose the database set-up, with fixes\n"
+	      "       neonfcgi --version | --help\n"
+	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 69 database unavailable\n"
+	      "(MIGRATE_ON_START past DB_START_TIMEOUT_MS), 78 configuration error.\n"
+	      "\nConfiguration comes from the environment and the env file (ENV_FILE,\n"
+	      "default ./.env); the environment wins. Variables:\n\n",
+	      out);
 	config_print_help(out);
 }
 
