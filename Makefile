@@ -87,7 +87,8 @@ test_envfile_SRCS := app/envfile.c app/problems.c
 test_router_SRCS := app/router.c
 test_fcgiguard_SRCS := app/fcgiguard.c app/router.c
 test_scoreboard_SRCS := app/scoreboard.c app/router.c tests/unit/sb_fixture.c
-test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c $(PGCONN_SRCS) app/log.c \
+test_doctor_SRCS := app/doctor.c $(PGCONN_SRCS) app/log.c
+test_metrics_SRCS := app/metrics.c app/scoreboard.c app/router.c app/fcgiguard.c $(PGCONN_SRCS) app/log.c \
 	tests/unit/sb_fixture.c
 test_retry_SRCS := app/retry.c
 test_migplan_SRCS := app/migplan.c app/migsplit.c app/problems.c tests/unit/migfixture.c tests/unit/migfixture.h

@@ -139,6 +139,44 @@ static void pairs_feed(struct pairs *p, const unsigned char *s, size_t n)
 	}
 }
 
+/* ---- refusal reasons, for counting ---- */
+
+static const struct {
+	const char *text, *label;
+} reasons[FCGIGUARD_REASONS] = {
+	{ "request head larger than 64 KiB", "head_too_large" },
+	{ "management record larger than 64 KiB", "management_too_large" },
+	{ "unsupported FastCGI version", "bad_version" },
+	{ "management record inside a request", "management_in_request" },
+	{ "repeated or malformed BEGIN_REQUEST", "repeated_begin_request" },
+	{ "record before the end of FCGI_PARAMS", "record_before_params_end" },
+	{ "empty record for another request id", "empty_record_other_id" },
+	{ "request parameters too large", "params_too_large" },
+	{ "malformed FCGI_PARAMS", "malformed_params" },
+	{ "first record is not BEGIN_REQUEST", "no_begin_request" },
+	{ "malformed BEGIN_REQUEST", "malformed_begin_request" },
+	{ "role other than RESPONDER", "bad_role" },
+	{ FCGIGUARD_WHY_BAD_MGMT, "malformed_management" },
+	{ FCGIGUARD_WHY_HEAD_TIMEOUT, "head_timeout" },
+	{ FCGIGUARD_WHY_ROOM_FULL, "waitroom_full" },
+	{ "", "other" },
+};
+
+int fcgiguard_reason_index(const char *reason)
+{
+	for (int i = 0; reason && i < FCGIGUARD_REASONS - 1; i++)
+		if (strcmp(reason, reasons[i].text) == 0)
+			return i;
+	return FCGIGUARD_REASONS - 1;
+}
+
+const char *fcgiguard_reason_label(int index)
+{
+	if (index < 0 || index >= FCGIGUARD_REASONS)
+		index = FCGIGUARD_REASONS - 1;
+	return reasons[index].label;
+}
+
 /* ---- the head ---- */
 
 static void verdict(struct fcgiguard_result *r, enum fcgiguard_verdict v, const char *reason)

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "conninfo.h"
 #include "dbsource.h"
+#include "doctor.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
@@ -40,6 +41,7 @@ static void print_usage(FILE *out)
 	      "       neonfcgi ping               one connection + SELECT 1: latency, server, TLS\n"
 	      "       neonfcgi migrate [--dry-run]   apply pending migrations (MIGRATIONS_DIR)\n"
 	      "       neonfcgi migrate status     list applied and pending migrations\n"
+	      "       neonfcgi doctor             diagnose the database set-up, with fixes\n"
 	      "       neonfcgi --version | --help\n"
 	      "\nExit codes: 0 ok, 1 runtime failure, 64 usage error, 69 database unavailable\n"
 	      "(MIGRATE_ON_START past DB_START_TIMEOUT_MS), 78 configuration error.\n"
@@ -167,7 +169,15 @@ static int serve(struct config **cfg, const struct config_source *src)
 	return master_run(cfg, src, &l);
 }
 
-enum command { CMD_SERVE, CMD_CHECK_CONFIG, CMD_PING, CMD_MIGRATE, CMD_HELP, CMD_VERSION };
+enum command {
+	CMD_SERVE,
+	CMD_CHECK_CONFIG,
+	CMD_PING,
+	CMD_MIGRATE,
+	CMD_DOCTOR,
+	CMD_HELP,
+	CMD_VERSION
+};
 
 struct command_line {
 	enum command cmd;
@@ -178,11 +188,11 @@ static const struct {
 	const char *name;
 	enum command cmd;
 } commands[] = {
-	{ "serve", CMD_SERVE }, { "check-config", CMD_CHECK_CONFIG },
-	{ "ping", CMD_PING },   { "migrate", CMD_MIGRATE },
-	{ "--help", CMD_HELP }, { "-h", CMD_HELP },
-	{ "help", CMD_HELP },   { "--version", CMD_VERSION },
-	{ "-V", CMD_VERSION },
+	{ "serve", CMD_SERVE },       { "check-config", CMD_CHECK_CONFIG },
+	{ "ping", CMD_PING },         { "migrate", CMD_MIGRATE },
+	{ "doctor", CMD_DOCTOR },     { "--help", CMD_HELP },
+	{ "-h", CMD_HELP },           { "help", CMD_HELP },
+	{ "--version", CMD_VERSION }, { "-V", CMD_VERSION },
 };
 
 /* `migrate`, `migrate --dry-run`, `migrate status`. */
@@ -230,6 +240,7 @@ static int run_tool(const struct command_line *cl, const struct config *cfg)
 	switch (cl->cmd) {
 	case CMD_CHECK_CONFIG: return check_config(cfg);
 	case CMD_PING: log_init(cfg->log_level, cfg->log_format); return ping_run(cfg, stdout);
+	case CMD_DOCTOR: log_init(cfg->log_level, cfg->log_format); return doctor_run(cfg, stdout);
 	case CMD_MIGRATE:
 		log_init(cfg->log_level, cfg->log_format);
 		return migrate_command(cfg, cl->migrate_mode);

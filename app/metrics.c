@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fcgiguard.h"
 #include "metrics.h"
 #include "scoreboard.h"
 #include "xalloc.h"
@@ -220,6 +221,103 @@ static void render_build_info(struct buf *b)
 		   NEONFCGI_VERSION, pq / 10000, pq % 10000, jansson_version_str());
 }
 
+/* ---- saturation (DESIGN.md §4) ---- */
+
+static void render_threads(struct buf *b, const struct scoreboard *sb)
+{
+	int64_t threads = 0, busy = sb_gauge_get(&sb->inst.busy);
+
+	for (int i = 0; i < scoreboard_slots_used(sb); i++)
+		threads += sb_gauge_get(&sb->slots[i].sat.threads);
+	busy = busy < 0 ? 0 : busy > threads ? threads : busy;
+	family(b, "request_threads", "gauge",
+	       "Request threads of all workers: busy (serving a connection) or idle (waiting in "
+	       "accept). All busy: new connections wait in the listen queue.");
+	buf_printf(b, "neonfcgi_request_threads{state=\"busy\"} %lld\n", (long long)busy);
+	buf_printf(b, "neonfcgi_request_threads{state=\"idle\"} %lld\n",
+		   (long long)(threads - busy));
+	gauge(b, "request_threads_busy_max",
+	      "Most request threads busy at once since the instance started.",
+	      sb_gauge_get(&sb->inst.busy_max));
+}
+
+/* Absent until a worker could read the queue (not a socket we can ask). */
+static void render_listen_queue(struct buf *b, const struct scoreboard *sb)
+{
+	if (sb_gauge_get(&sb->inst.listen_queue) < 0)
+		return;
+	gauge(b, "listen_queue",
+	      "Connections accepted by the kernel and waiting for a request thread, at the last "
+	      "sample (each scrape, and every 10 ms at most while workers accept).",
+	      sb_gauge_get(&sb->inst.listen_queue));
+	gauge(b, "listen_queue_max", "Longest listen queue sampled since the instance started.",
+	      sb_gauge_get(&sb->inst.listen_queue_max));
+	gauge(b, "listen_queue_limit",
+	      "Backlog of the listening socket: connections past it are refused or dropped.",
+	      sb_gauge_get(&sb->inst.listen_queue_limit));
+}
+
+static void render_pool_wait(struct buf *b, const struct sb_pool *p)
+{
+	uint64_t buckets[SB_DURATION_BUCKETS], finite = 0, count = sb_get(&p->acquire_waits);
+
+	for (int k = 0; k < SB_DURATION_BUCKETS; k++)
+		finite += buckets[k] = sb_get(&p->wait_buckets[k]);
+	family(b, "pool_wait_seconds", "histogram",
+	       "Seconds a request queued for a pooled connection (acquires that found none free; "
+	       "one that opens its own connection is in db_connect_duration_seconds).");
+	render_histogram(b, "pool_wait_seconds", "", buckets, count > finite ? count : finite,
+			 (double)sb_get(&p->acquire_wait_us) / 1e6);
+}
+
+/* The per-slot counters of struct sb_saturation, summed. */
+struct saturation_totals {
+	uint64_t slow, refused, rejected[FCGIGUARD_REASONS], health[DB_CATEGORY_COUNT];
+};
+
+static void sum_saturation(const struct scoreboard *sb, struct saturation_totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (int i = 0; i < scoreboard_slots_used(sb); i++) {
+		const struct sb_saturation *s = &sb->slots[i].sat;
+		t->slow += sb_get(&s->slow_requests);
+		t->refused += sb_get(&s->refused_peers);
+		for (int k = 0; k < FCGIGUARD_REASONS; k++)
+			t->rejected[k] += sb_get(&s->rejected[k]);
+		for (int c = 0; c < DB_CATEGORY_COUNT; c++)
+			t->health[c] += sb_get(&s->health_failures[c]);
+	}
+}
+
+static void render_refusals(struct buf *b, const struct saturation_totals *t)
+{
+	counter(b, "slow_requests_total", "Requests slower than SLOW_REQUEST_MS.", t->slow);
+	counter(b, "refused_peers_total",
+		"TCP connections closed because the peer is not in FCGI_WEB_SERVER_ADDRS.",
+		t->refused);
+	family(b, "rejected_requests_total", "counter",
+	       "FastCGI input refused before it reached a request thread, by reason.");
+	for (int k = 0; k < FCGIGUARD_REASONS; k++)
+		buf_printf(b, "neonfcgi_rejected_requests_total{reason=\"%s\"} %llu\n",
+			   fcgiguard_reason_label(k), (unsigned long long)t->rejected[k]);
+	family(b, "health_db_failures_total", "counter",
+	       "Failed /health/db checks, by category (as in the answer's output).");
+	for (int c = DB_OK + 1; c < DB_CATEGORY_COUNT; c++)
+		buf_printf(b, "neonfcgi_health_db_failures_total{category=\"%s\"} %llu\n",
+			   db_category_name((enum db_category)c), (unsigned long long)t->health[c]);
+}
+
+static void render_saturation(struct buf *b, const struct scoreboard *sb, const struct sb_pool *p)
+{
+	struct saturation_totals t;
+
+	render_threads(b, sb);
+	render_listen_queue(b, sb);
+	render_pool_wait(b, p);
+	sum_saturation(sb, &t);
+	render_refusals(b, &t);
+}
+
 char *metrics_render(const struct scoreboard *sb, const struct config *cfg, size_t *len)
 {
 	struct buf b = { .cap = METRICS_BODY_CAP };
@@ -235,6 +333,7 @@ char *metrics_render(const struct scoreboard *sb, const struct config *cfg, size
 	render_pool_gauges(&b, &pool, cfg);
 	render_pool_counters(&b, &pool);
 	render_workers(&b, sb);
+	render_saturation(&b, sb, &pool);
 	*len = b.len;
 	return b.p;
 }

@@ -82,6 +82,8 @@ struct pool {
 	struct sb_pool *mirror;      /* the worker's scoreboard section, or NULL */
 	struct pool_stats published; /* counters as last added to the mirror */
 	uint64_t published_dead;     /* preping_evictions as last added to closes[dead] */
+	/* The waits of st.wait_us by duration bucket, and as last published. */
+	uint64_t wait_buckets[SB_DURATION_BUCKETS], published_wait_buckets[SB_DURATION_BUCKETS];
 };
 
 static void pool_timeout(struct db_error *err, const char *why)
@@ -117,6 +119,19 @@ static void add_delta(sb_counter *dst, uint64_t now, uint64_t *last)
 	*last = now;
 }
 
+/* After acquire_waits, with release: a reader that loads the buckets first
+ * (acquire) never sees more waits in them than in the count. */
+static void publish_wait_buckets_locked(struct pool *p)
+{
+	for (int i = 0; i < SB_DURATION_BUCKETS; i++) {
+		uint64_t d = p->wait_buckets[i] - p->published_wait_buckets[i];
+		if (d)
+			atomic_fetch_add_explicit(&p->mirror->wait_buckets[i], d,
+						  memory_order_release);
+		p->published_wait_buckets[i] = p->wait_buckets[i];
+	}
+}
+
 static void publish_counters_locked(struct pool *p)
 {
 	struct sb_pool *m = p->mirror;
@@ -132,6 +147,7 @@ static void publish_counters_locked(struct pool *p)
 	add_delta(&m->closes[SB_CLOSE_OVERFLOW], st->overflow_closes, &last->overflow_closes);
 	add_delta(&m->closes[SB_CLOSE_DEAD], st->preping_evictions, &p->published_dead);
 	add_delta(&m->closes[SB_CLOSE_BROKEN], st->discards, &last->discards);
+	publish_wait_buckets_locked(p);
 }
 
 static void publish_locked(struct pool *p)
@@ -158,6 +174,7 @@ void pool_set_mirror(struct pool *p, struct sb_pool *mirror)
 	p->mirror = mirror;
 	p->published = p->st;
 	p->published_dead = p->st.preping_evictions;
+	memcpy(p->published_wait_buckets, p->wait_buckets, sizeof(p->wait_buckets));
 	pool_dial_set_mirror(p->dial, mirror);
 	pool_unlock(p);
 }
@@ -477,8 +494,12 @@ static int wait_turn_locked(struct pool *p, int64_t deadline_ms, struct pool_con
 		unlink_waiter_locked(p, &w); /* a server dequeues whom it serves */
 	pthread_cond_destroy(&w.cv);
 	if (!opening) {
+		int64_t waited_us = clock_now_us() - start_us;
+		int b = scoreboard_bucket(waited_us);
 		p->st.acquires_waited++;
-		p->st.wait_us += (uint64_t)(clock_now_us() - start_us);
+		p->st.wait_us += (uint64_t)waited_us;
+		if (b < SB_DURATION_BUCKETS)
+			p->wait_buckets[b]++;
 	}
 	if (w.conn) {
 		*cp = w.conn;

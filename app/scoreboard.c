@@ -30,6 +30,9 @@ struct scoreboard *scoreboard_init_master(void)
 	/* Anonymous mappings are zero-filled: every counter starts at 0. */
 	struct scoreboard *sb = p;
 	atomic_store(&sb->master.started_unix_s, (int64_t)time(NULL));
+	atomic_store(&sb->inst.listen_queue, -1);
+	atomic_store(&sb->inst.listen_queue_max, -1);
+	atomic_store(&sb->inst.listen_queue_limit, -1);
 	return sb;
 }
 
@@ -73,6 +76,15 @@ void scoreboard_worker_started(struct scoreboard *sb, int idx, int pid, bool res
 		sb_add(&sb->master.worker_restarts, 1);
 }
 
+/* A worker that died in the middle of requests left its threads counted. */
+static void reset_saturation(struct scoreboard *sb, struct sb_slot *s)
+{
+	int64_t busy = atomic_exchange(&s->sat.busy, 0);
+
+	atomic_fetch_sub_explicit(&sb->inst.busy, busy, memory_order_relaxed);
+	atomic_store(&s->sat.threads, 0);
+}
+
 void scoreboard_worker_exited(struct scoreboard *sb, int idx, int wait_status)
 {
 	struct sb_slot *s = &sb->slots[idx];
@@ -85,6 +97,7 @@ void scoreboard_worker_exited(struct scoreboard *sb, int idx, int wait_status)
 	sb_add(&sb->master.worker_exits[cause], 1);
 	/* Its connections died with it: the pool gauges must not linger. */
 	reset_pool_gauges(&s->pool);
+	reset_saturation(sb, s);
 	atomic_store(&s->pid, 0);
 }
 
@@ -183,4 +196,31 @@ const char *scoreboard_close_reason_name(enum sb_close_reason r)
 	case SB_CLOSE_SHUTDOWN: return "shutdown";
 	}
 	return "unknown";
+}
+
+void scoreboard_gauge_max(sb_gauge *g, int64_t v)
+{
+	int64_t cur = sb_gauge_get(g);
+
+	while (cur < v && !atomic_compare_exchange_weak_explicit(g, &cur, v, memory_order_relaxed,
+								 memory_order_relaxed))
+		;
+}
+
+/* Two relaxed adds per change; the peak needs a compare-and-swap only when a
+ * new one is reached. */
+void scoreboard_thread_busy(struct scoreboard *sb, struct sb_slot *slot, int delta)
+{
+	atomic_fetch_add_explicit(&slot->sat.busy, delta, memory_order_relaxed);
+	int64_t now =
+	    atomic_fetch_add_explicit(&sb->inst.busy, delta, memory_order_relaxed) + delta;
+	if (delta > 0 && now > sb_gauge_get(&sb->inst.busy_max))
+		scoreboard_gauge_max(&sb->inst.busy_max, now);
+}
+
+void scoreboard_listen_queue(struct scoreboard *sb, long queued, long limit)
+{
+	atomic_store_explicit(&sb->inst.listen_queue, queued, memory_order_relaxed);
+	atomic_store_explicit(&sb->inst.listen_queue_limit, limit, memory_order_relaxed);
+	scoreboard_gauge_max(&sb->inst.listen_queue_max, queued);
 }

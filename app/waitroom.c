@@ -62,6 +62,12 @@ struct waitroom {
 
 /* ---- examining a connection (any thread) ---- */
 
+static void count_rejected(const struct waitroom *wr, const char *reason)
+{
+	if (wr->o.rejected)
+		wr->o.rejected(wr->o.rejected_arg, reason);
+}
+
 static bool peer_done(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
@@ -84,6 +90,7 @@ static bool answer_mgmt(const struct waitroom *wr, int fd, unsigned char *buf,
 	if (n == 0) {
 		log_warnx("rejected FastCGI input: malformed management record; closing the "
 			  "connection");
+		count_rejected(wr, FCGIGUARD_WHY_BAD_MGMT);
 		return false;
 	}
 	if (recv(fd, buf, r->mgmt_len, MSG_DONTWAIT) != (ssize_t)r->mgmt_len)
@@ -91,11 +98,13 @@ static bool answer_mgmt(const struct waitroom *wr, int fd, unsigned char *buf,
 	return send_all(fd, out, n);
 }
 
-static enum waitroom_state refuse(int fd, const struct fcgiguard_result *r)
+static enum waitroom_state refuse(const struct waitroom *wr, int fd,
+				  const struct fcgiguard_result *r)
 {
 	unsigned char out[FCGIGUARD_REPLY_MAX];
 	size_t n;
 
+	count_rejected(wr, r->reason);
 	if (r->verdict == FCGIGUARD_BAD_ROLE) {
 		log_warnx("refused a FastCGI request: %s", r->reason);
 		n = fcgiguard_end_request(r->request_id, 3 /* FCGI_UNKNOWN_ROLE */, out);
@@ -141,9 +150,10 @@ enum waitroom_state waitroom_examine(struct waitroom *wr, int fd, unsigned char 
 		case FCGIGUARD_REJECT:
 			/* lingering: the peer sees our close, not a reset */
 			log_warnx("rejected FastCGI input: %s; closing the connection", r->reason);
+			count_rejected(wr, r->reason);
 			return WAITROOM_LINGER;
 		case FCGIGUARD_ERROR:
-		case FCGIGUARD_BAD_ROLE: return refuse(fd, r);
+		case FCGIGUARD_BAD_ROLE: return refuse(wr, fd, r);
 		}
 		return WAITROOM_CLOSE;
 	}
@@ -204,6 +214,7 @@ int waitroom_park(struct waitroom *wr, int fd, int64_t deadline_ms, int64_t head
 	if (rc == -2) {
 		log_warnx("too many connections waiting for a request; closing one limit=%d",
 			  ROOM_MAX);
+		count_rejected(wr, FCGIGUARD_WHY_ROOM_FULL);
 		close(fd);
 	}
 	return 0;
@@ -324,10 +335,12 @@ static void on_event(struct waitroom *wr, int fd)
 	pthread_mutex_unlock(&wr->mu);
 }
 
-static void log_expiry(const struct slot *s)
+static void log_expiry(const struct waitroom *wr, const struct slot *s)
 {
 	if (s->lingering)
 		return;
+	if (s->seen || !s->kept)
+		count_rejected(wr, FCGIGUARD_WHY_HEAD_TIMEOUT);
 	if (s->seen)
 		log_warnx("closed a connection whose request did not arrive in time "
 			  "(incomplete request head)");
@@ -352,7 +365,7 @@ static int64_t expire(struct waitroom *wr, int64_t now)
 		}
 		remove_slot(wr, i);
 		close(s.fd);
-		log_expiry(&s);
+		log_expiry(wr, &s);
 	}
 	return next;
 }

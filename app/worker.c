@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "config.h"
 #include "health.h"
+#include "listenq.h"
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
@@ -71,6 +72,7 @@ struct request_thread {
 	unsigned char *buf;           /* FCGIGUARD_HEAD_MAX bytes to peek into */
 	struct fcgiguard_result head; /* of the request being served */
 	int io_fd;                    /* the connection whose I/O timeouts are set, or -1 */
+	bool counted_busy;            /* in the scoreboard's busy threads */
 };
 
 struct worker {
@@ -89,6 +91,8 @@ struct worker {
 	struct request_thread *threads;
 	long nthreads; /* started */
 	struct waitroom *room;
+	enum listenq_kind lq_kind;  /* of listen_fd; NONE once sampling failed */
+	_Atomic int64_t lq_next_ms; /* the accept path samples the queue again from then */
 };
 
 struct response {
@@ -158,6 +162,8 @@ static void check_db(struct worker *w, int64_t deadline_ms, struct health_db_che
 	chk->response_ms = (double)(clock_now_us() - t0) / 1000.0;
 	health_stamp(chk);
 	if (!chk->ok)
+		sb_add(&w->sb_slot->sat.health_failures[chk->category], 1);
+	if (!chk->ok)
 		log_warnx("health check failed category=%s circuit=%s ms=%.1f",
 			  db_category_name(chk->category), chk->circuit_open ? "open" : "closed",
 			  chk->response_ms);
@@ -187,6 +193,29 @@ static void respond_health_db(struct worker *w, struct response *r)
 				 &r->len);
 }
 
+/* Sample the accept queue into the scoreboard: at each scrape, and from the
+ * accept path at most every LISTENQ_SAMPLE_MS per worker (about 10 µs for a
+ * unix socket's netlink round trip), so a peak between scrapes is seen. */
+#define LISTENQ_SAMPLE_MS 10
+static void sample_listen_queue(struct worker *w, bool now)
+{
+	struct listenq_sample q;
+	int64_t t = clock_now_ms(),
+		next = atomic_load_explicit(&w->lq_next_ms, memory_order_relaxed);
+
+	if (w->lq_kind == LISTENQ_NONE)
+		return;
+	if (!now && (t < next ||
+		     !atomic_compare_exchange_strong(&w->lq_next_ms, &next, t + LISTENQ_SAMPLE_MS)))
+		return;
+	if (listenq_sample(w->listen_fd, w->lq_kind, &q) == 0) {
+		scoreboard_listen_queue(w->sb, q.queued, q.limit);
+		return;
+	}
+	log_warn("cannot read the listen queue (neonfcgi_listen_queue is not exported)");
+	w->lq_kind = LISTENQ_NONE;
+}
+
 static void dispatch(struct worker *w, const struct route_match *m, struct response *r)
 {
 	switch (m->route) {
@@ -198,6 +227,7 @@ static void dispatch(struct worker *w, const struct route_match *m, struct respo
 		break;
 	case ROUTE_HEALTH_DB: respond_health_db(w, r); break;
 	case ROUTE_METRICS:
+		sample_listen_queue(w, true);
 		r->status = 200;
 		r->content_type = METRICS_CONTENT_TYPE;
 		r->body = metrics_render(w->sb, w->cfg, &r->len);
@@ -211,9 +241,11 @@ static void log_request(const struct worker *w, enum route route, int status, in
 	if (w->cfg->access_log)
 		log_info("request route=%s status=%d us=%lld", router_name(route), status,
 			 (long long)us);
-	if (us > (int64_t)w->cfg->slow_request_ms * 1000)
+	if (us > (int64_t)w->cfg->slow_request_ms * 1000) {
+		sb_add(&w->sb_slot->sat.slow_requests, 1);
 		log_warnx("slow request route=%s status=%d us=%lld", router_name(route), status,
 			  (long long)us);
+	}
 }
 
 /* Bounds each blocking read and write libfcgi does on the connection (the
@@ -273,6 +305,7 @@ static int accept_connection(struct worker *w)
 			return fd;
 		if (atomic_load(&w->stopping))
 			return -1;
+		sample_listen_queue(w, false);
 		struct sockaddr_storage sa;
 		socklen_t len = sizeof(sa);
 		fd = accept4(w->listen_fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
@@ -286,6 +319,7 @@ static int accept_connection(struct worker *w)
 		}
 		if (peer_allowed(w->allow, (struct sockaddr *)&sa))
 			return fd;
+		sb_add(&w->sb_slot->sat.refused_peers, 1);
 		close(fd);
 	}
 }
@@ -356,6 +390,13 @@ static int ready_head(struct request_thread *t, int fd, bool kept)
 	return -1;
 }
 
+static void count_busy(struct request_thread *t, bool busy)
+{
+	if (t->counted_busy != busy)
+		scoreboard_thread_busy(t->w->sb, t->w->sb_slot, busy ? 1 : -1);
+	t->counted_busy = busy;
+}
+
 /* Get the next request: on the kept-alive connection if there is one, else on
  * a newly accepted (or ready) connection. 0 when req holds a request. */
 static int next_request(struct request_thread *t, FCGX_Request *req)
@@ -368,11 +409,13 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
 		if (!kept) {
 			t->io_fd = -1;
 			atomic_store(&t->state, THREAD_IDLE);
+			count_busy(t, false);
 			fd = accept_connection(t->w);
 			if (fd < 0)
 				return -1;
 		}
 		atomic_store(&t->state, THREAD_BUSY);
+		count_busy(t, true);
 		if (ready_head(t, fd, kept) < 0)
 			continue;
 		if (kept || !t->head.stdin_done)
@@ -535,6 +578,7 @@ static int start_threads(struct worker *w)
 			log_errorx("cannot start request thread index=%ld", w->nthreads);
 			return -1;
 		}
+		atomic_fetch_add_explicit(&w->sb_slot->sat.threads, 1, memory_order_relaxed);
 	}
 	return 0;
 }
@@ -653,11 +697,20 @@ static int peer_init_worker(struct worker *w)
 	return 0;
 }
 
+static void count_rejected(void *arg, const char *reason)
+{
+	struct sb_slot *slot = arg;
+
+	sb_add(&slot->sat.rejected[fcgiguard_reason_index(reason)], 1);
+}
+
 static int room_init_worker(struct worker *w)
 {
 	struct waitroom_opts room = { .max_conns = w->cfg->workers * w->cfg->worker_threads,
 				      .kick = kick_idle_thread,
-				      .kick_arg = w };
+				      .kick_arg = w,
+				      .rejected = count_rejected,
+				      .rejected_arg = w->sb_slot };
 
 	w->room = waitroom_new(&room);
 	return w->room ? 0 : -1;
@@ -696,6 +749,7 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 	if (fcgi_init_worker() < 0 || db_init_worker(&w) < 0 || peer_init_worker(&w) < 0 ||
 	    room_init_worker(&w) < 0)
 		goto out;
+	w.lq_kind = listenq_kind(listen_fd);
 	log_info("worker started slot=%d threads=%ld", slot, cfg->worker_threads);
 	status = serve(&w);
 	served = true;

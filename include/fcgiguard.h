@@ -39,6 +39,16 @@ struct fcgiguard_result {
  * head without waiting and without reaching its unsafe paths: management
  * records inside a request, FCGI_GET_VALUES, parameter lengths past the data. */
 void fcgiguard_check(const unsigned char *buf, size_t len, struct fcgiguard_result *r);
+/* Reasons an input is refused, counted in /metrics by a short label: the
+ * texts of fcgiguard_result.reason and the waiting room's own refusals
+ * (FCGIGUARD_WHY_*). The last label, "other", takes any other text. */
+#define FCGIGUARD_REASONS          16
+#define FCGIGUARD_WHY_BAD_MGMT     "malformed management record"
+#define FCGIGUARD_WHY_HEAD_TIMEOUT "request head not complete in time"
+#define FCGIGUARD_WHY_ROOM_FULL    "too many connections waiting for a request"
+int fcgiguard_reason_index(const char *reason);
+const char *fcgiguard_reason_label(int index);
+
 /* Our answer to the management record rec (MGMT, mgmt_len bytes):
  * FCGI_GET_VALUES_RESULT (max_conns for FCGI_MAX_CONNS and FCGI_MAX_REQS,
  * 0 for FCGI_MPXS_CONNS) or FCGI_UNKNOWN_TYPE. Returns its length; 0 when rec

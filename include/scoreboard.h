@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "fcgiguard.h"
 #include "pgconn.h"
 #include "router.h"
 
@@ -41,6 +42,23 @@ struct sb_pool {
 	sb_counter connects_ok, connects_failed[DB_CATEGORY_COUNT], connect_us;
 	sb_counter connect_buckets[SB_DURATION_BUCKETS];
 	sb_counter retries, preping_evictions, closes[SB_CLOSE_REASONS], breaker_opens;
+	/* Non-cumulative buckets of the waits summed in acquire_wait_us. */
+	sb_counter wait_buckets[SB_DURATION_BUCKETS];
+};
+
+/* A worker's saturation figures (DESIGN.md §4). */
+struct sb_saturation {
+	sb_gauge threads, busy; /* request threads started, and serving a connection */
+	sb_counter slow_requests, refused_peers;
+	sb_counter rejected[FCGIGUARD_REASONS]; /* by fcgiguard_reason_index() */
+	sb_counter health_failures[DB_CATEGORY_COUNT];
+};
+
+/* The instance's saturation figures: one listening socket and one set of
+ * request threads however many workers share them. */
+struct sb_instance {
+	sb_gauge busy, busy_max;
+	sb_gauge listen_queue, listen_queue_max, listen_queue_limit; /* -1: never sampled */
 };
 
 struct sb_slot {
@@ -49,6 +67,7 @@ struct sb_slot {
 	sb_counter duration_buckets[ROUTE_COUNT][SB_DURATION_BUCKETS];
 	sb_counter duration_us[ROUTE_COUNT];
 	struct sb_pool pool;
+	struct sb_saturation sat;
 };
 
 struct sb_master {
@@ -60,6 +79,7 @@ struct sb_master {
 struct scoreboard {
 	struct sb_master master;
 	struct sb_slot slots[SB_SLOTS];
+	struct sb_instance inst;
 };
 
 /* Upper bounds (seconds) of the duration histograms' buckets (+Inf implied). */
@@ -85,6 +105,13 @@ void scoreboard_set_pool_gauges(struct sb_pool *p, const int64_t gauges[SB_POOL_
 void scoreboard_sum_pool(const struct scoreboard *sb, struct sb_pool *out);
 /* "idle", "lifetime", …, "shutdown": the label of /metrics and of log lines. */
 const char *scoreboard_close_reason_name(enum sb_close_reason r);
+
+/* Worker: a request thread starts (+1) or stops (-1) serving a connection. */
+void scoreboard_thread_busy(struct scoreboard *sb, struct sb_slot *slot, int delta);
+/* Any process: a sample of the listening socket's accept queue. */
+void scoreboard_listen_queue(struct scoreboard *sb, long queued, long limit);
+/* Raise *g to v if it is below (a peak since start). */
+void scoreboard_gauge_max(sb_gauge *g, int64_t v);
 
 static inline void sb_add(sb_counter *c, uint64_t n)
 {

@@ -14,6 +14,9 @@ struct waitroom_opts {
 	long max_conns;          /* our FCGI_GET_VALUES answer for FCGI_MAX_CONNS/REQS */
 	void (*kick)(void *arg); /* wake an idle request thread: a connection is ready */
 	void *kick_arg;
+	/* Input refused (fcgiguard's reason or FCGIGUARD_WHY_*), or NULL. */
+	void (*rejected)(void *arg, const char *reason);
+	void *rejected_arg;
 };
 
 enum waitroom_state {

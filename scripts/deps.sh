@@ -18,10 +18,11 @@ set -euo pipefail
 # libc6-dev: the C library's headers, only a Recommends of gcc.
 build_pkgs=(gcc libc6-dev make pkg-config libfcgi-dev libpq-dev libjansson-dev libssl-dev)
 run_pkgs=(postgresql postgresql-client nginx curl openssl ca-certificates iproute2 procps)
+# prometheus: promtool checks deploy/prometheus/neonfcgi-alerts.yml.
 # libclang-rt-dev: the libFuzzer and sanitizer runtimes of clang, only a
 # Recommends of clang (and we install without Recommends).
 test_pkgs=(libcmocka-dev lighttpd pgbouncer spawn-fcgi iptables wrk python3
-           python3-prometheus-client jq valgrind cppcheck clang libclang-rt-dev clang-tidy
+           python3-prometheus-client prometheus jq valgrind cppcheck clang libclang-rt-dev clang-tidy
            apache2 libapache2-mod-fcgid systemd man-db groff-base
            dpkg-dev debhelper build-essential)
 bench_pkgs=(wrk postgresql-contrib)

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "fcgiguard.h"
 #include "metrics.h"
 #include "sb_fixture.h"
 #include "scoreboard.h"
@@ -158,12 +159,107 @@ static void test_pool_and_bounds(void **state)
 	free(body);
 }
 
+/* Busy threads are the instance's; idle ones what is left of every started
+ * thread; the peak stays after the threads go idle. */
+static void test_request_threads_and_peak(void **state)
+{
+	struct scoreboard *sb = *state;
+
+	atomic_store(&sb->slots[0].sat.threads, 4);
+	atomic_store(&sb->slots[7].sat.threads, 4);
+	for (int i = 0; i < 5; i++)
+		scoreboard_thread_busy(sb, &sb->slots[i < 3 ? 0 : 7], 1);
+	scoreboard_thread_busy(sb, &sb->slots[7], -1);
+	char *body = render(sb);
+	assert_int_equal(sample(body, "neonfcgi_request_threads{state=\"busy\"}"), 4);
+	assert_int_equal(sample(body, "neonfcgi_request_threads{state=\"idle\"}"), 4);
+	assert_int_equal(sample(body, "neonfcgi_request_threads_busy_max"), 5);
+	free(body);
+	/* A worker that dies busy gives its threads back. */
+	scoreboard_worker_exited(sb, 0, 9 /* killed by SIGKILL */);
+	body = render(sb);
+	assert_int_equal(sample(body, "neonfcgi_request_threads{state=\"busy\"}"), 1);
+	assert_int_equal(sample(body, "neonfcgi_request_threads{state=\"idle\"}"), 3);
+	assert_int_equal(sample(body, "neonfcgi_request_threads_busy_max"), 5);
+	free(body);
+}
+
+/* Not exported before a worker could sample it; then now, peak and limit. */
+static void test_listen_queue(void **state)
+{
+	struct scoreboard *sb = *state;
+	char *body = render(sb);
+
+	assert_null(strstr(body, "neonfcgi_listen_queue"));
+	free(body);
+	scoreboard_listen_queue(sb, 7, 4096);
+	scoreboard_listen_queue(sb, 2, 4096);
+	body = render(sb);
+	assert_int_equal(sample(body, "neonfcgi_listen_queue"), 2);
+	assert_int_equal(sample(body, "neonfcgi_listen_queue_max"), 7);
+	assert_int_equal(sample(body, "neonfcgi_listen_queue_limit"), 4096);
+	assert_non_null(strstr(body, "# TYPE neonfcgi_listen_queue gauge\n"));
+	free(body);
+}
+
+static void test_pool_wait_histogram(void **state)
+{
+	struct scoreboard *sb = *state;
+
+	sb_add(&sb->slots[0].pool.acquire_waits, 3);
+	sb_add(&sb->slots[0].pool.acquire_wait_us, 2500000);
+	sb_add(&sb->slots[0].pool.wait_buckets[scoreboard_bucket(800)], 1);
+	sb_add(&sb->slots[0].pool.wait_buckets[scoreboard_bucket(200000)], 1);
+	/* the third waited past the last bound: +Inf only */
+	char *body = render(sb);
+	assert_int_equal(sample(body, "neonfcgi_pool_wait_seconds_bucket{le=\"0.001\"}"), 1);
+	assert_int_equal(sample(body, "neonfcgi_pool_wait_seconds_bucket{le=\"0.25\"}"), 2);
+	assert_int_equal(sample(body, "neonfcgi_pool_wait_seconds_bucket{le=\"2.5\"}"), 2);
+	assert_int_equal(sample(body, "neonfcgi_pool_wait_seconds_bucket{le=\"+Inf\"}"), 3);
+	assert_int_equal(sample(body, "neonfcgi_pool_wait_seconds_count{}"), 3);
+	assert_float_equal(sample(body, "neonfcgi_pool_wait_seconds_sum{}"), 2.5, 1e-9);
+	free(body);
+}
+
+/* Every reason and every category has its sample, zeros included. */
+static void test_refusals_by_reason_and_category(void **state)
+{
+	struct scoreboard *sb = *state;
+	char line[160];
+
+	sb_add(&sb->slots[2].sat.rejected[fcgiguard_reason_index("role other than RESPONDER")], 2);
+	sb_add(&sb->slots[3].sat.rejected[fcgiguard_reason_index("no such reason")], 1);
+	sb_add(&sb->slots[3].sat.health_failures[DB_RATE_LIMITED], 4);
+	sb_add(&sb->slots[1].sat.refused_peers, 5);
+	sb_add(&sb->slots[1].sat.slow_requests, 6);
+	char *body = render(sb);
+	assert_int_equal(sample(body, "neonfcgi_rejected_requests_total{reason=\"bad_role\"}"), 2);
+	assert_int_equal(sample(body, "neonfcgi_rejected_requests_total{reason=\"other\"}"), 1);
+	assert_int_equal(sample(body, "neonfcgi_refused_peers_total"), 5);
+	assert_int_equal(sample(body, "neonfcgi_slow_requests_total"), 6);
+	for (int c = DB_OK + 1; c < DB_CATEGORY_COUNT; c++) {
+		snprintf(line, sizeof(line), "neonfcgi_health_db_failures_total{category=\"%s\"}",
+			 db_category_name((enum db_category)c));
+		assert_int_equal(sample(body, line), c == DB_RATE_LIMITED ? 4 : 0);
+	}
+	for (int k = 0; k < FCGIGUARD_REASONS; k++) {
+		snprintf(line, sizeof(line), "neonfcgi_rejected_requests_total{reason=\"%s\"}",
+			 fcgiguard_reason_label(k));
+		sample(body, line);
+	}
+	free(body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		SB_FIXTURE_TEST(test_every_family_has_help_and_type),
 		SB_FIXTURE_TEST(test_requests_sum_over_slots),
 		SB_FIXTURE_TEST(test_pool_and_bounds),
+		SB_FIXTURE_TEST(test_request_threads_and_peak),
+		SB_FIXTURE_TEST(test_listen_queue),
+		SB_FIXTURE_TEST(test_pool_wait_histogram),
+		SB_FIXTURE_TEST(test_refusals_by_reason_and_category),
 	};
 	return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
