@@ -5,6 +5,7 @@
 #include "config.h"
 #include "conninfo.h"
 #include "envfile.h"
+#include "peer.h"
 #include "problems.h"
 #include "redact.h"
 #include "xalloc.h"
@@ -103,7 +104,8 @@ static const struct var vars[] = {
 	  "permissions of the unix socket file" },
 	STR("FCGI_WEB_SERVER_ADDRS", VF_OPTIONAL, NULL, fcgi_web_server_addrs,
 	    check_web_server_addrs,
-	    "comma-separated IP addresses of the web servers allowed to connect over TCP"),
+	    "comma-separated IP addresses or CIDR blocks (10.0.0.0/8, fd00::/8) of the web servers "
+	    "allowed to connect over TCP"),
 	{ "WORKERS", VAR_INT, VF_WORKERS, 1, WORKERS_MAX, NULL, OFF(workers), NULL, NULL,
 	  "worker processes" },
 	/* Defaults from make bench's WORKERS x WORKER_THREADS sweep and its
@@ -411,25 +413,29 @@ static int check_api_socket(struct load *ld, const struct var *v, const char *va
 	return -1;
 }
 
+/* Each entry is checked by peer, which builds the list from them. */
 static int check_web_server_addrs(struct load *ld, const struct var *v, const char *val)
 {
-	char one[INET6_ADDRSTRLEN + 1], q[PROBLEMS_QUOTE_BUF], bad[PROBLEMS_QUOTE_BUF];
+	char one[64], q[PROBLEMS_QUOTE_BUF], bad[PROBLEMS_QUOTE_BUF], why[160];
 
 	for (const char *s = val;; s++) {
 		size_t len = strcspn(s, ",");
 
-		if (len < sizeof one) {
+		if (len >= sizeof one) {
+			snprintf(why, sizeof why, "is not an IP address or CIDR block");
+		} else {
 			memcpy(one, s, len);
 			one[len] = '\0';
 		}
-		if (len >= sizeof one || !is_ip(one)) {
+		if (len >= sizeof one || peer_entry_check(one, why, sizeof why) < 0) {
 			quote_value(v, val, q, sizeof q);
-			snprintf(one, sizeof one, "%.*s", (int)(len < 40 ? len : 40), s);
+			snprintf(one, sizeof one, "%.*s", (int)(len < 48 ? len : 48), s);
 			problems_quote(one, bad, sizeof bad);
-			problems_add(ld->p,
-				     "%s=\"%s\": \"%s\" is not an IP address; must be "
-				     "comma-separated IPv4 or IPv6 addresses without spaces",
-				     v->name, q, bad);
+			problems_add(
+			    ld->p,
+			    "%s=\"%s\": \"%s\" %s; must be comma-separated IPv4 or IPv6 "
+			    "addresses or CIDR blocks (10.0.0.0/8, fd00::/8) without spaces",
+			    v->name, q, bad, why);
 			return -1;
 		}
 		s += len;

@@ -9,6 +9,7 @@
  * room found ready, without disturbing a thread in the middle of a request:
  * only a thread that says it is idle is sent SIGUSR2, whose handler is
  * installed without SA_RESTART so that its accept() returns EINTR. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -263,6 +264,14 @@ static void handle_request(struct request_thread *t, FCGX_Request *req)
 	log_request(w, m.route, r.status, us);
 }
 
+static void log_refused_peer(const struct sockaddr *sa)
+{
+	char name[INET6_ADDRSTRLEN];
+
+	peer_name(sa, name, sizeof(name));
+	log_warnx("peer refused: not in FCGI_WEB_SERVER_ADDRS peer=%s", name);
+}
+
 /* Accept one allowed connection, or take one the waiting room found ready;
  * -1 when stopping (ready connections are served first). */
 static int accept_connection(struct worker *w)
@@ -286,6 +295,7 @@ static int accept_connection(struct worker *w)
 		}
 		if (peer_allowed(w->allow, (struct sockaddr *)&sa))
 			return fd;
+		log_refused_peer((struct sockaddr *)&sa);
 		close(fd);
 	}
 }

@@ -771,7 +771,8 @@ static void test_web_server_addrs(void **state)
 	done(&r);
 	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.1, 10.0.0.2");
 	expect_line(&r, "FCGI_WEB_SERVER_ADDRS=\"10.0.0.1, 10.0.0.2\": \" 10.0.0.2\" is not an IP "
-			"address; must be comma-separated IPv4 or IPv6 addresses without spaces");
+			"address or CIDR block; must be comma-separated IPv4 or IPv6 addresses or "
+			"CIDR blocks (10.0.0.0/8, fd00::/8) without spaces");
 	done(&r);
 	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.1,,10.0.0.2");
 	expect_text(&r, "\"\" is not an IP address");
@@ -781,6 +782,24 @@ static void test_web_server_addrs(void **state)
 	done(&r);
 	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.1,");
 	expect_text(&r, "FCGI_WEB_SERVER_ADDRS=\"10.0.0.1,\"");
+	done(&r);
+	/* CIDR blocks (peer's own tests have the whole table) */
+	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.0/8,fd00::/8,127.0.0.1");
+	expect_ok(&r);
+	done(&r);
+	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=127.0.0.1,10.0.0.1/8");
+	expect_line(&r,
+		    "FCGI_WEB_SERVER_ADDRS=\"127.0.0.1,10.0.0.1/8\": \"10.0.0.1/8\" has address "
+		    "bits set past its prefix: write 10.0.0.0/8 for the block, or the address "
+		    "alone for one host; must be comma-separated IPv4 or IPv6 addresses or CIDR "
+		    "blocks (10.0.0.0/8, fd00::/8) without spaces");
+	done(&r);
+	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=fd00::/129");
+	expect_text(&r, "\"fd00::/129\" has a bad prefix length: must be /0 to /128 for an IPv6 "
+			"block");
+	done(&r);
+	LOAD(&r, "API_HOST=0.0.0.0", "FCGI_WEB_SERVER_ADDRS=10.0.0.0/33");
+	expect_text(&r, "\"10.0.0.0/33\" has a bad prefix length: must be /0 to /32 for an IPv4");
 	done(&r);
 }
 
