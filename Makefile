@@ -79,7 +79,7 @@ $(BUILD)/obj $(BUILD)/tests:
 # A module with the modules below it that it links against.
 CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c
 PGCONN_SRCS := app/pgconn.c $(CONNINFO_SRCS)
-test_config_SRCS := app/config.c app/envfile.c app/peer.c $(CONNINFO_SRCS)
+test_config_SRCS := app/config.c app/envfile.c app/peer.c app/account.c $(CONNINFO_SRCS)
 test_conninfo_SRCS := $(CONNINFO_SRCS)
 test_envfile_SRCS := app/envfile.c app/problems.c
 test_router_SRCS := app/router.c
@@ -221,7 +221,7 @@ FUZZ_CHECK_SECONDS ?= 20
 FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Werror -Wno-missing-prototypes \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 fuzz_envfile_SRCS := app/envfile.c app/problems.c
-fuzz_config_SRCS := app/config.c app/envfile.c app/peer.c $(CONNINFO_SRCS)
+fuzz_config_SRCS := app/config.c app/envfile.c app/peer.c app/account.c $(CONNINFO_SRCS)
 fuzz_router_SRCS := app/router.c
 fuzz_fcgiguard_SRCS := app/fcgiguard.c app/router.c
 fuzz_migsplit_SRCS := app/migsplit.c

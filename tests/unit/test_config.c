@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -803,6 +805,99 @@ static void test_web_server_addrs(void **state)
 	done(&r);
 }
 
+/* ---- accounts: RUN_USER, RUN_GROUP, API_SOCKET_OWNER, API_SOCKET_GROUP ---- */
+
+#define NO_UID ((uid_t)-1)
+#define NO_GID ((gid_t)-1)
+
+/* nobody, nogroup and daemon exist on every Debian system; the expected ids
+ * come from the same databases. */
+static void expect_ids(const struct run *r, uid_t run_uid, gid_t run_gid, uid_t sock_uid,
+		       gid_t sock_gid)
+{
+	expect_ok(r);
+	assert_int_equal(r->cfg->run_uid, run_uid);
+	assert_int_equal(r->cfg->run_gid, run_gid);
+	assert_int_equal(r->cfg->socket_uid, sock_uid);
+	assert_int_equal(r->cfg->socket_gid, sock_gid);
+}
+
+static void test_accounts(void **state)
+{
+	struct passwd *nobody = getpwnam("nobody");
+	struct group *daemon_gr = getgrnam("daemon");
+	struct run r;
+
+	(void)state;
+	assert_non_null(nobody);
+	assert_non_null(daemon_gr);
+	uid_t nb_uid = nobody->pw_uid;
+	gid_t nb_gid = nobody->pw_gid, dm_gid = daemon_gr->gr_gid;
+
+	LOAD(&r, "API_PORT=9200");
+	expect_ids(&r, NO_UID, NO_GID, NO_UID, NO_GID);
+	done(&r);
+	/* the socket follows RUN_USER unless told otherwise (PHP-FPM's listen.owner) */
+	LOAD(&r, "RUN_USER=nobody");
+	expect_ids(&r, nb_uid, nb_gid, nb_uid, nb_gid);
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody", "RUN_GROUP=daemon");
+	expect_ids(&r, nb_uid, dm_gid, nb_uid, dm_gid);
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody", "API_SOCKET_GROUP=daemon");
+	expect_ids(&r, nb_uid, nb_gid, nb_uid, dm_gid);
+	done(&r);
+	LOAD(&r, "API_SOCKET_GROUP=daemon");
+	expect_ids(&r, NO_UID, NO_GID, NO_UID, dm_gid);
+	done(&r);
+	LOAD(&r, "API_SOCKET_OWNER=0", "API_SOCKET_GROUP=0");
+	expect_ids(&r, NO_UID, NO_GID, 0, 0);
+	done(&r);
+	/* numbers are taken as they are; one without a user needs RUN_GROUP */
+	LOAD(&r, "RUN_USER=4000000", "RUN_GROUP=4000001", "API_SOCKET_OWNER=4000002");
+	expect_ids(&r, 4000000, 4000001, 4000002, 4000001);
+	done(&r);
+	LOAD(&r, "RUN_USER=4000000");
+	expect_line(&r, "RUN_USER=\"4000000\": no user has this uid, so there is no primary group "
+			"to switch to: set RUN_GROUP as well");
+	done(&r);
+	/* unknown names and numbers out of range: named with the value */
+	LOAD(&r, "RUN_USER=no-such-user-nfc");
+	expect_line(&r, "RUN_USER=\"no-such-user-nfc\": no such user (a name from the password "
+			"database, or a number)");
+	assert_int_equal(r.p.n, 1);
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody", "RUN_GROUP=no-such-group-nfc");
+	expect_line(&r, "RUN_GROUP=\"no-such-group-nfc\": no such group (a name from the group "
+			"database, or a number)");
+	assert_int_equal(r.p.n, 1);
+	done(&r);
+	LOAD(&r, "API_SOCKET_OWNER=no-such-user-nfc", "API_SOCKET_GROUP=no-such-group-nfc");
+	expect_text(&r, "API_SOCKET_OWNER=\"no-such-user-nfc\": no such user");
+	expect_text(&r, "API_SOCKET_GROUP=\"no-such-group-nfc\": no such group");
+	assert_int_equal(r.p.n, 2);
+	done(&r);
+	LOAD(&r, "RUN_USER=4294967295");
+	expect_line(&r, "RUN_USER=\"4294967295\": is out of range: a uid is 0 to 4294967294");
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody", "API_SOCKET_GROUP=99999999999999999999");
+	expect_text(&r,
+		    "API_SOCKET_GROUP=\"99999999999999999999\": is out of range: a gid is 0 to");
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody\n");
+	expect_text(&r, "RUN_USER=\"nobody\\x0a\": no such user");
+	done(&r);
+	/* a group to switch to without a user to switch to */
+	LOAD(&r, "RUN_GROUP=daemon");
+	expect_line(&r, "RUN_GROUP=\"daemon\": needs RUN_USER, the user to switch to when started "
+			"as root");
+	done(&r);
+	/* empty means unset, as for every optional string */
+	LOAD(&r, "RUN_USER=", "RUN_GROUP=", "API_SOCKET_OWNER=", "API_SOCKET_GROUP=");
+	expect_ids(&r, NO_UID, NO_GID, NO_UID, NO_GID);
+	done(&r);
+}
+
 static void test_api_socket(void **state)
 {
 	char path107[128], path108[128], setting[160];
@@ -867,6 +962,10 @@ static const char *const all_names[] = {
 	"API_PORT",
 	"API_SOCKET",
 	"API_SOCKET_MODE",
+	"API_SOCKET_OWNER",
+	"API_SOCKET_GROUP",
+	"RUN_USER",
+	"RUN_GROUP",
 	"FCGI_WEB_SERVER_ADDRS",
 	"WORKERS",
 	"WORKER_THREADS",
@@ -1128,6 +1227,7 @@ int main(void)
 		cmocka_unit_test(test_api_host),
 		cmocka_unit_test(test_non_loopback_allowed_when_spawned),
 		cmocka_unit_test(test_web_server_addrs),
+		cmocka_unit_test(test_accounts),
 		cmocka_unit_test(test_api_socket),
 		cmocka_unit_test(test_connection_budget),
 		cmocka_unit_test(test_print_effective_redacted),
