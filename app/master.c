@@ -89,7 +89,8 @@ static void spawn(struct master *m, int idx, const sigset_t *blocked)
 	}
 	if (pid == 0) {
 		unblock_signals(blocked);
-		_exit(worker_run(*m->cfg, m->listener->fd, m->sb, idx, m->started_ms));
+		_exit(worker_run(*m->cfg, m->listener->fd, m->sb, idx, m->started_ms,
+				 WORKER_UNDER_MASTER));
 	}
 	scoreboard_worker_started(m->sb, idx, (int)pid, s->crashed);
 	s->crashed = false;
@@ -349,7 +350,8 @@ int master_run(struct config **cfg, const struct config_source *src, struct list
 			m.stopping = true;
 		}
 	}
-	listen_close(l, true);
+	if (listen_close(l, true) < 0)
+		log_warn("cannot remove the socket file path=\"%s\"", l->unix_path);
 	scoreboard_free(m.sb);
 	log_info("stopped");
 	return m.exit_status;
