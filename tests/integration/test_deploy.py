@@ -173,7 +173,7 @@ def test_lighttpd_spawns_neonfcgi_and_leaves_nothing_on_stop(neonfcgi_bin, dev_d
     sockdir.mkdir()
     site = render(DEPLOY / "lighttpd" / "neonfcgi-spawn.conf",
                   {"/usr/local/bin/neonfcgi": neonfcgi_bin,
-                   "/etc/neonfcgi/neonfcgi.env": envf,
+                   "/etc/lighttpd/neonfcgi.env": envf,
                    "/run/lighttpd/neonfcgi.sock": sockdir / "neonfcgi.sock"})
     try:
         with start_web(Lighttpd, tmp_path, site) as web:

@@ -430,7 +430,7 @@ def test_single_process_lighttpd_respawns_after_max_requests(neonfcgi_bin, dev_d
     sockdir.mkdir()
     site = render(DEPLOY / "lighttpd" / "neonfcgi-spawn.conf",
                   {"/usr/local/bin/neonfcgi": neonfcgi_bin,
-                   "/etc/neonfcgi/neonfcgi.env": envf,
+                   "/etc/lighttpd/neonfcgi.env": envf,
                    "/run/lighttpd/neonfcgi.sock": sockdir / "neonfcgi.sock",
                    '"PHP_FCGI_CHILDREN" => "2"': '"PHP_FCGI_CHILDREN" => "1"'})
     try:
