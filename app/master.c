@@ -259,6 +259,25 @@ static void begin_stop(struct master *m, int sig)
 	signal_children(m, SIGTERM, false);
 }
 
+static bool same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Who we run as and what the socket file looks like were settled at
+ * start-up, as root; a reload cannot change them. */
+static void warn_restart_only(const struct config *old, const struct config *next)
+{
+	if (same_text(old->run_user, next->run_user) &&
+	    same_text(old->run_group, next->run_group) &&
+	    same_text(old->api_socket_owner, next->api_socket_owner) &&
+	    same_text(old->api_socket_group, next->api_socket_group) &&
+	    old->api_socket_mode == next->api_socket_mode)
+		return;
+	log_warnx("RUN_USER, RUN_GROUP or the socket's API_SOCKET_OWNER, API_SOCKET_GROUP, "
+		  "API_SOCKET_MODE changed: they take effect on restart");
+}
+
 /* A new configuration is built beside the running one and replaces it only
  * when valid; the old one is destroyed then (no worker of this process
  * reads it: each has its own copy since fork). */
@@ -277,6 +296,7 @@ static void reload(struct master *m, const sigset_t *blocked)
 		return;
 	}
 	problems_free(&p);
+	warn_restart_only(*m->cfg, next);
 	config_destroy(*m->cfg);
 	*m->cfg = next;
 	log_init(next->log_level, next->log_format);

@@ -152,6 +152,40 @@ def test_run_user_migrations_run_after_the_drop(neonfcgi, migdb, tmp_path):
     assert [r[0] for r in migdb.recorded()] == [1]
 
 
+def test_run_user_reload_reads_env_file_as_the_user(neonfcgi, tmp_path):
+    """SIGHUP after the switch: the env file is read as RUN_USER (so it must
+    be able to), workers are replaced and stay RUN_USER's, and a changed
+    RUN_USER is reported as taking effect on restart, not applied."""
+    need_root()
+    tmp_path.chmod(0o711)
+    pw = pwd.getpwnam(RUN_AS)
+    run = owned_dir(tmp_path / "run", RUN_AS)
+    envf = run / "reload.env"
+    envf.write_text(f"RUN_USER={RUN_AS}\nWORKERS=1\n")
+    os.chown(envf, pw.pw_uid, pw.pw_gid)
+    envf.chmod(0o600)
+    with neonfcgi.start(listen=None, address=str(run / "s.sock"), API_SOCKET=run / "s.sock",
+                        ENV_FILE=envf) as srv:
+        before = srv.wait_workers(1)
+        envf.write_text("RUN_USER=daemon\nWORKERS=2\n")
+        mark = srv.log_mark()
+        srv.send_signal(signal.SIGHUP)
+        srv.wait_log(r"reloaded workers=2", 10.0, since=mark)
+        after = srv.wait_workers(2, exclude=before, timeout=10.0)
+        for p in [srv.pid, *after]:
+            assert_runs_as(p, pw.pw_uid, pw.pw_gid, "process")
+        assert "RUN_USER, RUN_GROUP or the socket's API_SOCKET_OWNER, API_SOCKET_GROUP, " \
+            "API_SOCKET_MODE changed: they take effect on restart" in srv.log()[mark:]
+        # An env file the user cannot read: the reload is refused, serving goes on.
+        envf.chmod(0o000)
+        os.chown(envf, 0, 0)
+        mark = srv.log_mark()
+        srv.send_signal(signal.SIGHUP)
+        srv.wait_log(r"reload refused: keeping the running configuration", 10.0, since=mark)
+        assert srv.get("/health").status == 200
+        srv.stop()
+
+
 UNKNOWN = {
     "RUN_USER": ("no-such-user-nfc", "no such user"),
     "RUN_GROUP": ("no-such-group-nfc", "no such group"),
