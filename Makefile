@@ -95,6 +95,7 @@ test_pgconn_SRCS := $(PGCONN_SRCS)
 test_pool_SRCS := app/pool.c app/pool_dial.c app/retry.c $(PGCONN_SRCS) app/scoreboard.c \
 	app/router.c
 test_health_SRCS := app/health.c $(PGCONN_SRCS) app/log.c
+test_privdrop_SRCS := app/privdrop.c app/account.c
 # The utility layer (allocation, clock) is linked into every test and fuzz target.
 UTIL_SRCS := app/xalloc.c app/clock.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
