@@ -79,7 +79,8 @@ $(BUILD)/obj $(BUILD)/tests:
 # A module with the modules below it that it links against.
 CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c app/pqopts.c app/cabundle.c
 PGCONN_SRCS := app/pgconn.c app/dberror.c app/resolve.c $(CONNINFO_SRCS)
-test_config_SRCS := app/config.c app/envfile.c app/dbsource.c $(CONNINFO_SRCS)
+test_config_SRCS := app/config.c app/envfile.c app/dbsource.c app/peer.c app/account.c \
+	$(CONNINFO_SRCS)
 # cabundle is faked in test_conninfo.c: which bundle "exists" is the test's.
 test_conninfo_SRCS := $(filter-out app/cabundle.c,$(CONNINFO_SRCS))
 test_dbsource_SRCS := app/dbsource.c $(CONNINFO_SRCS)
@@ -98,6 +99,7 @@ test_pgconn_SRCS := $(PGCONN_SRCS)
 test_pool_SRCS := app/pool.c app/pool_dial.c app/retry.c $(PGCONN_SRCS) app/scoreboard.c \
 	app/router.c
 test_health_SRCS := app/health.c $(PGCONN_SRCS) app/log.c
+test_privdrop_SRCS := app/privdrop.c app/account.c
 # The utility layer (allocation, clock, threads) is linked into every test and fuzz target.
 UTIL_SRCS := app/xalloc.c app/clock.c app/thread.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -224,11 +226,13 @@ FUZZ_CHECK_SECONDS ?= 20
 FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Werror -Wno-missing-prototypes \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 fuzz_envfile_SRCS := app/envfile.c app/problems.c
-fuzz_config_SRCS := app/config.c app/envfile.c app/dbsource.c $(CONNINFO_SRCS)
+fuzz_config_SRCS := app/config.c app/envfile.c app/dbsource.c app/peer.c app/account.c \
+	$(CONNINFO_SRCS)
 fuzz_router_SRCS := app/router.c
 fuzz_fcgiguard_SRCS := app/fcgiguard.c app/router.c
 fuzz_migsplit_SRCS := app/migsplit.c
-FUZZ_NAMES := envfile config router fcgiguard migsplit
+fuzz_peer_SRCS := app/peer.c
+FUZZ_NAMES := envfile config router fcgiguard migsplit peer
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 build/fuzz:
 	mkdir -p $@

@@ -2,9 +2,11 @@
  * validates every row, the rules that span several variables, and printing
  * (secrets through redact). DATABASE_URL's own rules are conninfo's. Pure: it
  * fills a problem list and never logs, prints to stderr or exits. */
+#include "account.h"
 #include "config.h"
 #include "conninfo.h"
 #include "envfile.h"
+#include "peer.h"
 #include "problems.h"
 #include "redact.h"
 #include "xalloc.h"
@@ -64,6 +66,8 @@ static int check_database_url(struct load *ld, const struct var *v, const char *
 static int check_api_host(struct load *ld, const struct var *v, const char *val);
 static int check_api_socket(struct load *ld, const struct var *v, const char *val);
 static int check_web_server_addrs(struct load *ld, const struct var *v, const char *val);
+static int check_user(struct load *ld, const struct var *v, const char *val);
+static int check_group(struct load *ld, const struct var *v, const char *val);
 static int check_not_empty(struct load *ld, const struct var *v, const char *val);
 
 static const char *const health_words[] = { "full", "minimal", NULL };
@@ -111,9 +115,21 @@ static const struct var vars[] = {
 	    "absolute path of a unix socket, shorter than 108 bytes; overrides API_HOST/API_PORT"),
 	{ "API_SOCKET_MODE", VAR_OCTAL, 0, 0, 0777, "0660", OFF(api_socket_mode), NULL, NULL,
 	  "permissions of the unix socket file" },
+	STR("API_SOCKET_OWNER", VF_OPTIONAL, NULL, api_socket_owner, check_user,
+	    "user (name or number) to own the unix socket file; default: the process's, "
+	    "RUN_USER when it drops to one"),
+	STR("API_SOCKET_GROUP", VF_OPTIONAL, NULL, api_socket_group, check_group,
+	    "group (name or number) of the unix socket file, e.g. the web server's with "
+	    "API_SOCKET_MODE=0660; default: the process's, RUN_USER's group when it drops"),
+	STR("RUN_USER", VF_OPTIONAL, NULL, run_user, check_user,
+	    "started as root: the user (name or number) to switch to once the socket is "
+	    "open, before any worker or database connection"),
+	STR("RUN_GROUP", VF_OPTIONAL, NULL, run_group, check_group,
+	    "with RUN_USER: the group to switch to; default: RUN_USER's primary group"),
 	STR("FCGI_WEB_SERVER_ADDRS", VF_OPTIONAL, NULL, fcgi_web_server_addrs,
 	    check_web_server_addrs,
-	    "comma-separated IP addresses of the web servers allowed to connect over TCP"),
+	    "comma-separated IP addresses or CIDR blocks (10.0.0.0/8, fd00::/8) of the web servers "
+	    "allowed to connect over TCP"),
 	{ "WORKERS", VAR_INT, VF_WORKERS, 1, WORKERS_MAX, NULL, OFF(workers), NULL, NULL,
 	  "worker processes" },
 	/* Defaults from make bench's WORKERS x WORKER_THREADS sweep and its
@@ -434,31 +450,122 @@ static int check_api_socket(struct load *ld, const struct var *v, const char *va
 	return -1;
 }
 
+/* Each entry is checked by peer, which builds the list from them. */
 static int check_web_server_addrs(struct load *ld, const struct var *v, const char *val)
 {
-	char one[INET6_ADDRSTRLEN + 1], q[PROBLEMS_QUOTE_BUF], bad[PROBLEMS_QUOTE_BUF];
+	char one[64], q[PROBLEMS_QUOTE_BUF], bad[PROBLEMS_QUOTE_BUF], why[160];
 
 	for (const char *s = val;; s++) {
 		size_t len = strcspn(s, ",");
 
-		if (len < sizeof one) {
+		if (len >= sizeof one) {
+			snprintf(why, sizeof why, "is not an IP address or CIDR block");
+		} else {
 			memcpy(one, s, len);
 			one[len] = '\0';
 		}
-		if (len >= sizeof one || !is_ip(one)) {
+		if (len >= sizeof one || peer_entry_check(one, why, sizeof why) < 0) {
 			quote_value(v, val, q, sizeof q);
-			snprintf(one, sizeof one, "%.*s", (int)(len < 40 ? len : 40), s);
+			snprintf(one, sizeof one, "%.*s", (int)(len < 48 ? len : 48), s);
 			problems_quote(one, bad, sizeof bad);
-			problems_add(ld->p,
-				     "%s=\"%s\": \"%s\" is not an IP address; must be "
-				     "comma-separated IPv4 or IPv6 addresses without spaces",
-				     v->name, q, bad);
+			problems_add(
+			    ld->p,
+			    "%s=\"%s\": \"%s\" %s; must be comma-separated IPv4 or IPv6 "
+			    "addresses or CIDR blocks (10.0.0.0/8, fd00::/8) without spaces",
+			    v->name, q, bad, why);
 			return -1;
 		}
 		s += len;
 		if (*s == '\0')
 			return 0;
 	}
+}
+
+/* ---- accounts: who owns the socket, who serves ---- */
+
+static int report_account(struct load *ld, const struct var *v, const char *val, const char *why)
+{
+	char q[PROBLEMS_QUOTE_BUF];
+
+	quote_value(v, val, q, sizeof q);
+	problems_add(ld->p, "%s=\"%s\": %s", v->name, q, why);
+	return -1;
+}
+
+static int check_user(struct load *ld, const struct var *v, const char *val)
+{
+	char why[160];
+	uid_t uid;
+	gid_t gid;
+
+	if (account_user(val, &uid, &gid, why, sizeof why) == 0)
+		return 0;
+	return report_account(ld, v, val, why);
+}
+
+static int check_group(struct load *ld, const struct var *v, const char *val)
+{
+	char why[160];
+	gid_t gid;
+
+	if (account_group(val, &gid, why, sizeof why) == 0)
+		return 0;
+	return report_account(ld, v, val, why);
+}
+
+/* RUN_USER's ids: RUN_GROUP, else the user's primary group, which a uid
+ * without a password entry does not have. */
+static void derive_run_ids(struct load *ld)
+{
+	struct config *c = ld->cfg;
+	char why[160], q[PROBLEMS_QUOTE_BUF];
+
+	c->run_uid = (uid_t)-1;
+	c->run_gid = (gid_t)-1;
+	if (c->run_user == NULL) {
+		if (c->run_group != NULL && !is_bad(ld, "RUN_GROUP")) {
+			problems_quote(c->run_group, q, sizeof q);
+			problems_add(ld->p,
+				     "RUN_GROUP=\"%s\": needs RUN_USER, the user to switch to when "
+				     "started as root",
+				     q);
+		}
+		return;
+	}
+	if (is_bad(ld, "RUN_USER") ||
+	    account_user(c->run_user, &c->run_uid, &c->run_gid, why, sizeof why) < 0) {
+		c->run_uid = (uid_t)-1;
+		return;
+	}
+	if (c->run_group != NULL && (is_bad(ld, "RUN_GROUP") ||
+				     account_group(c->run_group, &c->run_gid, why, sizeof why) < 0))
+		return;
+	if (c->run_gid != ACCOUNT_NO_GID)
+		return;
+	problems_quote(c->run_user, q, sizeof q);
+	problems_add(
+	    ld->p,
+	    "RUN_USER=\"%s\": no user has this uid, so there is no primary group to switch "
+	    "to: set RUN_GROUP as well",
+	    q);
+}
+
+/* PHP-FPM's listen.owner/listen.group: the socket belongs to the user the
+ * process serves as unless told otherwise. */
+static void derive_socket_ids(struct load *ld)
+{
+	struct config *c = ld->cfg;
+	char why[160];
+	gid_t unused;
+
+	c->socket_uid = c->run_uid;
+	c->socket_gid = c->run_gid;
+	if (c->api_socket_owner != NULL && !is_bad(ld, "API_SOCKET_OWNER") &&
+	    account_user(c->api_socket_owner, &c->socket_uid, &unused, why, sizeof why) < 0)
+		c->socket_uid = (uid_t)-1;
+	if (c->api_socket_group != NULL && !is_bad(ld, "API_SOCKET_GROUP") &&
+	    account_group(c->api_socket_group, &c->socket_gid, why, sizeof why) < 0)
+		c->socket_gid = (gid_t)-1;
 }
 
 static int check_not_empty(struct load *ld, const struct var *v, const char *val)
@@ -716,6 +823,8 @@ int config_load(struct config *cfg, const struct config_source *src, struct prob
 			load_var(&ld, &vars[i]);
 	check_budget(&ld);
 	check_exposure(&ld);
+	derive_run_ids(&ld);
+	derive_socket_ids(&ld);
 	envfile_free(&ef);
 	return p->n == before ? 0 : -1;
 }

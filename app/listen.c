@@ -100,6 +100,26 @@ static int clear_stale_socket(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* Give the new socket file its owner and group (API_SOCKET_OWNER/GROUP, or
+ * RUN_USER's): lchown, so that a symlink put in its place in a directory
+ * others may write is not followed by a process that may be root. */
+static int own_socket_file(const struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	if (cfg->socket_uid == (uid_t)-1 && cfg->socket_gid == (gid_t)-1)
+		return 0;
+	if (lchown(path, cfg->socket_uid, cfg->socket_gid) == 0)
+		return 0;
+	snprintf(err, errlen,
+		 "API_SOCKET=\"%s\": cannot give the socket file to uid %ld gid %ld "
+		 "(API_SOCKET_OWNER, API_SOCKET_GROUP or RUN_USER): %s",
+		 path, cfg->socket_uid == (uid_t)-1 ? -1L : (long)cfg->socket_uid,
+		 cfg->socket_gid == (gid_t)-1 ? -1L : (long)cfg->socket_gid, strerror(errno));
+	return -1;
+}
+
+/* The file gets its mode from the umask at bind() (a socket is created
+ * 0777 & ~umask), not from a chmod() of the path afterwards, which would
+ * follow a symlink swapped in meanwhile. */
 static int open_unix(const struct config *cfg, struct listener *out, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -116,15 +136,19 @@ static int open_unix(const struct config *cfg, struct listener *out, char *err, 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
-	mode_t old = umask(0177);
+	mode_t old = umask(~(mode_t)cfg->api_socket_mode & 0777);
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (rc < 0 || chmod(path, (mode_t)cfg->api_socket_mode) < 0 ||
-	    listen(fd, LISTEN_BACKLOG) < 0)
+	if (rc < 0)
 		goto fail;
+	memcpy(out->unix_path, path, strlen(path) + 1);
+	if (own_socket_file(cfg, path, err, errlen) < 0) {
+		listen_close(out, true);
+		close(fd);
+		return -1;
+	}
 	out->fd = fd;
 	snprintf(out->address, sizeof(out->address), "unix:%s", path);
-	memcpy(out->unix_path, path, strlen(path) + 1);
 	return 0;
 fail:
 	snprintf(err, errlen, "API_SOCKET=\"%s\": %s", path, strerror(errno));
@@ -141,7 +165,7 @@ static int bind_tcp(const struct addrinfo *ai)
 	if (fd < 0)
 		return -1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 		return fd;
 	int saved = errno;
 	close(fd);
@@ -183,11 +207,13 @@ int listen_open(const struct config *cfg, struct listener *out, char *err, size_
 	out->fd = -1;
 	if (listen_fd0_is_listener()) {
 		out->fd = 0;
+		out->listening = true;
 		snprintf(out->address, sizeof(out->address), "fd:0 (spawned)");
 		return 0;
 	}
 	if (systemd_passed_fd()) {
 		out->fd = SYSTEMD_FIRST_FD;
+		out->listening = true;
 		set_cloexec(out->fd);
 		snprintf(out->address, sizeof(out->address), "fd:3 (systemd)");
 		return 0;
@@ -197,11 +223,56 @@ int listen_open(const struct config *cfg, struct listener *out, char *err, size_
 	return open_tcp(cfg, out, err, errlen);
 }
 
-void listen_close(struct listener *l, bool remove_file)
+int listen_start(struct listener *l, char *err, size_t errlen)
 {
+	if (l->listening)
+		return 0;
+	if (listen(l->fd, LISTEN_BACKLOG) < 0) {
+		snprintf(err, errlen, "listen on %s: %s", l->address, strerror(errno));
+		return -1;
+	}
+	l->listening = true;
+	return 0;
+}
+
+/* Removing a name needs write and search permission on its directory, and
+ * in a sticky one (/tmp) to own the file or the directory. */
+int listen_check_removable(const struct listener *l, char *why, size_t whylen)
+{
+	char dir[sizeof(l->unix_path)];
+	struct stat dst, fst;
+	char *slash;
+
+	if (!l->unix_path[0])
+		return 0;
+	memcpy(dir, l->unix_path, sizeof(dir));
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) < 0) {
+		snprintf(why, whylen, "directory \"%s\": %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &dst) == 0 && (dst.st_mode & S_ISVTX) && lstat(l->unix_path, &fst) == 0 &&
+	    fst.st_uid != geteuid() && dst.st_uid != geteuid()) {
+		snprintf(why, whylen,
+			 "directory \"%s\" is sticky and neither it nor the socket file is ours",
+			 dir);
+		return -1;
+	}
+	return 0;
+}
+
+int listen_close(struct listener *l, bool remove_file)
+{
+	int rc = 0;
+
 	if (l->fd >= 0)
 		close(l->fd);
 	l->fd = -1;
-	if (remove_file && l->unix_path[0])
-		(void)unlink(l->unix_path);
+	if (remove_file && l->unix_path[0] && unlink(l->unix_path) < 0 && errno != ENOENT)
+		rc = -1;
+	return rc;
 }

@@ -22,7 +22,9 @@
 #include "migrate.h"
 #include "ping.h"
 #include "procenv.h"
+#include "privdrop.h"
 #include "sdnotify.h"
+#include "solo.h"
 
 extern char **environ;
 
@@ -111,10 +113,10 @@ static int check_config(const struct config *cfg)
 	return EX_OK;
 }
 
-/* Migrations run before the socket is opened: a web server's connections
- * then fail fast instead of queueing on a backlog nobody accepts from while
- * we wait up to DB_START_TIMEOUT_MS, and a refused migration leaves no
- * socket file behind. */
+/* Migrations run after the privilege drop (DESIGN.md §1: no database
+ * connection as root) and before the socket listens: it is bound, so a web
+ * server's connections are refused at once rather than queued on a backlog
+ * nobody accepts from while we wait up to DB_START_TIMEOUT_MS. */
 static int migrate_before_serving(struct config *cfg)
 {
 	return cfg->migrate_on_start ? migrate_on_start(cfg) : 0;
@@ -149,23 +151,77 @@ static void warn_secret_file_modes(const struct config *cfg)
 			  url_file, (unsigned)(st.st_mode & 07777));
 }
 
+/* RUN_USER: drop root now that the socket is open, or say why not. */
+static int drop_privileges(const struct config *cfg, const struct listener *l)
+{
+	enum privdrop_result how;
+	char err[512];
+
+	if (privdrop_apply(cfg, &how, err, sizeof(err)) < 0) {
+		log_errorx("cannot switch to RUN_USER: %s", err);
+		return EXIT_FAILURE;
+	}
+	switch (how) {
+	case PRIVDROP_STAYED_ROOT:
+		log_warnx("serving as root: set RUN_USER (and API_SOCKET_GROUP) to run as an "
+			  "unprivileged user once the socket is open");
+		break;
+	case PRIVDROP_DROPPED:
+		log_info("switched to RUN_USER user=\"%s\" uid=%lu gid=%lu", cfg->run_user,
+			 (unsigned long)cfg->run_uid, (unsigned long)cfg->run_gid);
+		if (listen_check_removable(l, err, sizeof(err)) < 0)
+			log_warnx("RUN_USER cannot remove the socket file on stop: %s; make the "
+				  "directory writable by it (systemd: RuntimeDirectory=), or the "
+				  "next start replaces the stale file",
+				  err);
+		break;
+	case PRIVDROP_ROOT_ON_PURPOSE:
+	case PRIVDROP_NOT_ROOT: break;
+	}
+	return 0;
+}
+
+/* Every step up to serving, each undone on failure (the socket file too). */
+static int prepare(struct config *cfg, struct listener *l)
+{
+	char err[512];
+	int rc;
+
+	if (privdrop_check(cfg, err, sizeof(err)) < 0) {
+		log_errorx("configuration error: %s", err);
+		return EX_CONFIG;
+	}
+	if (listen_open(cfg, l, err, sizeof(err)) < 0) {
+		log_errorx("cannot listen: %s", err);
+		return EXIT_FAILURE;
+	}
+	rc = drop_privileges(cfg, l);
+	if (rc == 0)
+		rc = migrate_before_serving(cfg);
+	if (rc == 0 && listen_start(l, err, sizeof(err)) < 0) {
+		log_errorx("cannot listen: %s", err);
+		rc = EXIT_FAILURE;
+	}
+	if (rc != 0)
+		(void)listen_close(l, true);
+	return rc;
+}
+
 /* *cfg stays main's: a reload in the master replaces it. */
 static int serve(struct config **cfg, const struct config_source *src)
 {
 	struct listener l;
-	char err[512];
+	int rc;
 
 	log_init((*cfg)->log_level, (*cfg)->log_format);
 	warn_secret_file_modes(*cfg);
-	int mrc = migrate_before_serving(*cfg);
-	if (mrc != 0)
-		return mrc;
-	if (listen_open(*cfg, &l, err, sizeof(err)) < 0) {
-		log_errorx("cannot listen: %s", err);
-		return EXIT_FAILURE;
-	}
+	rc = prepare(*cfg, &l);
+	if (rc != 0)
+		return rc;
 	banner(*cfg, &l);
 	notify_ready(&l);
+	if (solo_wanted(*cfg, src))
+		return solo_run(*cfg, &l);
 	return master_run(cfg, src, &l);
 }
 

@@ -91,7 +91,8 @@ static void spawn(struct master *m, int idx, const sigset_t *blocked)
 	}
 	if (pid == 0) {
 		unblock_signals(blocked);
-		_exit(worker_run(*m->cfg, m->listener->fd, m->sb, idx, m->started_ms));
+		_exit(worker_run(*m->cfg, m->listener->fd, m->sb, idx, m->started_ms,
+				 WORKER_UNDER_MASTER));
 	}
 	scoreboard_worker_started(m->sb, idx, (int)pid, s->crashed);
 	s->crashed = false;
@@ -260,6 +261,25 @@ static void begin_stop(struct master *m, int sig)
 	signal_children(m, SIGTERM, false);
 }
 
+static bool same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Who we run as and what the socket file looks like were settled at
+ * start-up, as root; a reload cannot change them. */
+static void warn_restart_only(const struct config *old, const struct config *next)
+{
+	if (same_text(old->run_user, next->run_user) &&
+	    same_text(old->run_group, next->run_group) &&
+	    same_text(old->api_socket_owner, next->api_socket_owner) &&
+	    same_text(old->api_socket_group, next->api_socket_group) &&
+	    old->api_socket_mode == next->api_socket_mode)
+		return;
+	log_warnx("RUN_USER, RUN_GROUP or the socket's API_SOCKET_OWNER, API_SOCKET_GROUP, "
+		  "API_SOCKET_MODE changed: they take effect on restart");
+}
+
 /* A new configuration is built beside the running one and replaces it only
  * when valid; the old one is destroyed then (no worker of this process
  * reads it: each has its own copy since fork). */
@@ -283,6 +303,7 @@ static void reload(struct master *m, const sigset_t *blocked)
 	 * copy of the environment and never exports what it reads, so this
 	 * finds something only if a library has called setenv() since. */
 	(void)procenv_scrub_all(NULL, dbsource_secret_vars);
+	warn_restart_only(*m->cfg, next);
 	config_destroy(*m->cfg);
 	*m->cfg = next;
 	log_init(next->log_level, next->log_format);
@@ -356,7 +377,8 @@ int master_run(struct config **cfg, const struct config_source *src, struct list
 			m.stopping = true;
 		}
 	}
-	listen_close(l, true);
+	if (listen_close(l, true) < 0)
+		log_warn("cannot remove the socket file path=\"%s\"", l->unix_path);
 	scoreboard_free(m.sb);
 	log_info("stopped");
 	return m.exit_status;

@@ -9,6 +9,7 @@
  * room found ready, without disturbing a thread in the middle of a request:
  * only a thread that says it is idle is sent SIGUSR2, whose handler is
  * installed without SA_RESTART so that its accept() returns EINTR. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -93,6 +94,9 @@ struct worker {
 	struct waitroom *room;
 	enum listenq_kind lq_kind;  /* of listen_fd; NONE once sampling failed */
 	_Atomic int64_t lq_next_ms; /* the accept path samples the queue again from then */
+	bool alone;          /* no master (WORKER_ALONE): it enforces its own stop */
+	bool stop_signalled; /* a stop signal came (SIGUSR1, our own recycling, is none) */
+	int64_t stop_deadline_ms;
 };
 
 struct response {
@@ -295,6 +299,14 @@ static void handle_request(struct request_thread *t, FCGX_Request *req)
 	log_request(w, m.route, r.status, us);
 }
 
+static void log_refused_peer(const struct sockaddr *sa)
+{
+	char name[INET6_ADDRSTRLEN];
+
+	peer_name(sa, name, sizeof(name));
+	log_warnx("peer refused: not in FCGI_WEB_SERVER_ADDRS peer=%s", name);
+}
+
 /* Accept one allowed connection, or take one the waiting room found ready;
  * -1 when stopping (ready connections are served first). */
 static int accept_connection(struct worker *w)
@@ -320,6 +332,7 @@ static int accept_connection(struct worker *w)
 		if (peer_allowed(w->allow, (struct sockaddr *)&sa))
 			return fd;
 		sb_add(&w->sb_slot->sat.refused_peers, 1);
+		log_refused_peer((struct sockaddr *)&sa);
 		close(fd);
 	}
 }
@@ -540,7 +553,7 @@ static void *request_thread_main(void *arg)
 	return NULL;
 }
 
-static void install_signals(void)
+static void install_signals(bool alone)
 {
 	struct sigaction wake = { .sa_handler = on_signal }; /* no SA_RESTART: EINTR wanted */
 	struct sigaction ign = { .sa_handler = SIG_IGN };
@@ -553,16 +566,27 @@ static void install_signals(void)
 	sigaction(SIGTERM, &wake, NULL);
 	sigaction(SIGUSR1, &wake, NULL);
 	sigaction(SIGPIPE, &ign, NULL);
-	sigaction(SIGHUP, &ign, NULL);
+	if (!alone) {
+		sigaction(SIGHUP, &ign, NULL);
+		return;
+	}
+	/* Alone, these stop us: a disposition of SIG_IGN inherited from the
+	 * spawner would discard them even while blocked. */
+	sigaction(SIGHUP, &wake, NULL);
+	sigaction(SIGINT, &wake, NULL);
+	sigaction(SIGQUIT, &wake, NULL);
 }
 
-static void signal_set_stop(sigset_t *set)
+/* Alone, SIGHUP stops the process too (see worker_note_stop). */
+static void signal_set_stop(sigset_t *set, bool alone)
 {
 	sigemptyset(set);
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGQUIT);
 	sigaddset(set, SIGUSR1);
+	if (alone)
+		sigaddset(set, SIGHUP);
 }
 
 static int start_threads(struct worker *w)
@@ -598,6 +622,64 @@ static void kick_idle_thread(void *arg)
 	}
 }
 
+/* Alone, there is no master to enforce SHUTDOWN_TIMEOUT_MS or to act on a
+ * second signal (DESIGN.md §1), so the worker does: a stop signal starts the
+ * clock; SIGHUP means "start again with the configuration re-read", which a
+ * spawner that restarts its children (lighttpd, mod_fcgid) does when we
+ * exit; SIGUSR1 is our own MAX_REQUESTS recycling. */
+static void note_stop(struct worker *w, int sig)
+{
+	if (sig == SIGUSR1)
+		return;
+	w->stop_signalled = true;
+	if (!w->alone)
+		return;
+	w->stop_deadline_ms = clock_now_ms() + w->cfg->shutdown_timeout_ms;
+	if (sig == SIGHUP)
+		log_info("SIGHUP: stopping gracefully so that the spawner starts a new process "
+			 "with the configuration re-read timeout_ms=%ld",
+			 w->cfg->shutdown_timeout_ms);
+	else
+		log_info("stopping gracefully signal=%d timeout_ms=%ld", sig,
+			 w->cfg->shutdown_timeout_ms);
+}
+
+static void wait_for_stop(struct worker *w)
+{
+	sigset_t set;
+	int sig;
+
+	signal_set_stop(&set, w->alone);
+	do {
+		sig = sigwaitinfo(&set, NULL);
+	} while (sig < 0 && errno == EINTR);
+	note_stop(w, sig);
+}
+
+/* Alone and stopping: a second stop signal, or the end of
+ * SHUTDOWN_TIMEOUT_MS, ends the process now, in-flight requests or not. */
+static void enforce_stop(struct worker *w)
+{
+	struct timespec zero = { 0 };
+	sigset_t set;
+	int sig;
+
+	if (!w->alone)
+		return;
+	signal_set_stop(&set, true);
+	while ((sig = sigtimedwait(&set, NULL, &zero)) > 0) {
+		if (sig != SIGUSR1 && w->stop_signalled) {
+			log_warnx("second stop signal: stopping now signal=%d", sig);
+			_exit(EXIT_FAILURE);
+		}
+		note_stop(w, sig);
+	}
+	if (w->stop_signalled && clock_now_ms() >= w->stop_deadline_ms) {
+		log_warnx("requests still running after SHUTDOWN_TIMEOUT_MS: stopping now");
+		_exit(EXIT_FAILURE);
+	}
+}
+
 /* Tell idle threads to leave accept()/poll(); busy ones finish their request,
  * and the connections the waiting room hands back are still served. */
 static void stop_threads(struct worker *w)
@@ -617,33 +699,26 @@ static void stop_threads(struct worker *w)
 			if (st != THREAD_DONE)
 				all_done = false;
 		}
-		if (!all_done)
+		if (!all_done) {
+			enforce_stop(w);
 			poll(NULL, 0, STOP_KICK_INTERVAL_MS);
+		}
 	} while (!all_done);
 	for (long i = 0; i < n; i++)
 		pthread_join(w->threads[i].tid, NULL);
 	free(w->threads);
 }
 
-static void wait_for_stop(void)
-{
-	sigset_t set;
-	int sig;
-
-	signal_set_stop(&set);
-	do {
-		sig = sigwaitinfo(&set, NULL);
-	} while (sig < 0 && errno == EINTR);
-}
-
-static void become_worker(void)
+static void become_worker(bool alone)
 {
 	sigset_t set;
 
-	/* If the master is killed outright, do not serve on as an orphan. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	install_signals();
-	signal_set_stop(&set);
+	/* If the master is killed outright, do not serve on as an orphan. Alone,
+	 * the parent is the spawner, which stops us with a signal of its own. */
+	if (!alone)
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+	install_signals(alone);
+	signal_set_stop(&set, alone);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	/* libfcgi reads its allow-list from the environment in FCGX_Init; we
 	 * filter peers ourselves, so it must not filter (IPv4 only) as well. */
@@ -725,13 +800,13 @@ static int serve(struct worker *w)
 	if (start_threads(w) < 0 || waitroom_start(w->room) < 0)
 		status = 1;
 	else
-		wait_for_stop();
+		wait_for_stop(w);
 	stop_threads(w);
 	return status;
 }
 
 int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, int slot,
-	       int64_t started_ms)
+	       int64_t started_ms, enum worker_mode mode)
 {
 	struct worker w = { .cfg = cfg,
 			    .listen_fd = listen_fd,
@@ -739,13 +814,14 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 			    .sb_slot = &sb->slots[slot],
 			    .started_ms = started_ms,
 			    .pid = (long)getpid(),
-			    .main_tid = pthread_self() };
+			    .main_tid = pthread_self(),
+			    .alone = mode == WORKER_ALONE };
 	/* A worker that cannot start with this configuration exits EX_CONFIG,
 	 * and the master does not respawn it (nginx's fatal exit). */
 	int status = EX_CONFIG;
 	bool served = false;
 
-	become_worker();
+	become_worker(w.alone);
 	if (fcgi_init_worker() < 0 || db_init_worker(&w) < 0 || peer_init_worker(&w) < 0 ||
 	    room_init_worker(&w) < 0)
 		goto out;

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "dbsource.h"
 #include "log.h"
@@ -22,6 +23,10 @@ struct config {
 	long api_port;                      /* API_PORT */
 	char *api_socket;                   /* API_SOCKET, NULL when unset */
 	long api_socket_mode;               /* API_SOCKET_MODE, octal bits */
+	char *api_socket_owner;             /* API_SOCKET_OWNER, NULL when unset */
+	char *api_socket_group;             /* API_SOCKET_GROUP, NULL when unset */
+	char *run_user;                     /* RUN_USER, NULL when unset */
+	char *run_group;                    /* RUN_GROUP, NULL when unset */
 	char *fcgi_web_server_addrs;        /* FCGI_WEB_SERVER_ADDRS, NULL when unset */
 	long workers;                       /* WORKERS */
 	long worker_threads;                /* WORKER_THREADS */
@@ -50,6 +55,10 @@ struct config {
 	char *migrations_dir;               /* MIGRATIONS_DIR */
 	char *env_file;                     /* ENV_FILE actually read, NULL if none */
 	bool db_sslmode_require;            /* derived: sslmode=require (warn at start-up) */
+	uid_t run_uid;    /* derived: RUN_USER's uid, (uid_t)-1 without RUN_USER */
+	gid_t run_gid;    /* derived: RUN_GROUP's gid, else RUN_USER's primary group */
+	uid_t socket_uid; /* derived: API_SOCKET_OWNER, else RUN_USER, else (uid_t)-1: leave it */
+	gid_t socket_gid; /* derived: API_SOCKET_GROUP, else run_gid, else (gid_t)-1 */
 };
 
 /* Where configuration comes from: a NULL-terminated "KEY=value" environment

@@ -1007,9 +1007,11 @@ def nginx_site(conf_template, upstream, listen):
 class Nginx:
     """A private nginx (own prefix, temp paths, logs) serving site_text,
     which listens on 127.0.0.1:<port> or, with unix=PATH, on that unix
-    socket. wrap: a command prefix that execs nginx (`ip netns exec NS`)."""
+    socket. wrap: a command prefix that execs nginx (`ip netns exec NS`).
+    user: the user its workers run as (default: root when run as root)."""
 
-    def __init__(self, workdir, site_text, port=None, unix=None, wrap=(), extra_http=""):
+    def __init__(self, workdir, site_text, port=None, unix=None, wrap=(), extra_http="",
+                 user=None):
         self.dir = Path(workdir)
         self.port = port
         self.unix = unix
@@ -1018,7 +1020,7 @@ class Nginx:
         self.access_log = self.dir / "logs" / "access.log"
         (self.dir / "site.conf").write_text(site_text)
         d = self.dir
-        user = "user root;\n" if os.geteuid() == 0 else ""
+        user = f"user {user or 'root'};\n" if os.geteuid() == 0 else ""
         (d / "nginx.conf").write_text(f"""{user}daemon off;
 master_process on;
 worker_processes 1;
@@ -1097,13 +1099,13 @@ class NginxFactory:
         self._n += 1
         return Nginx(self.tmp / f"nginx{self._n}", site_text, **kwargs)
 
-    def start(self, upstream, conf_template=NGINX_CONF, extra_http="", attempts=3):
+    def start(self, upstream, conf_template=NGINX_CONF, extra_http="", attempts=3, user=None):
         # A port picked by binding port 0 can be taken before nginx binds it:
         # retry with a fresh one when that is why nginx failed.
         for attempt in range(attempts):
             port = free_port()
             ng = self._new(nginx_site(conf_template, upstream, f"127.0.0.1:{port}"),
-                           port=port, extra_http=extra_http)
+                           port=port, extra_http=extra_http, user=user)
             try:
                 return ng.wait_ready()
             except AssertionError:

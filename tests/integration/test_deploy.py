@@ -173,7 +173,7 @@ def test_lighttpd_spawns_neonfcgi_and_leaves_nothing_on_stop(neonfcgi_bin, dev_d
     sockdir.mkdir()
     site = render(DEPLOY / "lighttpd" / "neonfcgi-spawn.conf",
                   {"/usr/local/bin/neonfcgi": neonfcgi_bin,
-                   "/etc/neonfcgi/neonfcgi.env": envf,
+                   "/etc/lighttpd/neonfcgi.env": envf,
                    "/run/lighttpd/neonfcgi.sock": sockdir / "neonfcgi.sock"})
     try:
         with start_web(Lighttpd, tmp_path, site) as web:
@@ -256,6 +256,10 @@ def test_apache_fcgid_mounted_under_prefix_leaves_nothing_on_stop(neonfcgi_bin, 
             assert r.status == 403, f"a file next to the wrapper was served: {r}"
             procs = tagged_neonfcgi(binary, str(envf))
             assert procs, f"no neonfcgi process found\n{web.logs()}"
+            # WORKERS=1 under mod_fcgid: one process per spawn, no master
+            # (mod_fcgid may spawn more than one under load: none has a child)
+            forked = [p for p in procs if harness.children_of(p)]
+            assert not forked, f"spawned neonfcgi processes with children: {forked}"
             uids = {uid_of(p) for p in procs}
             assert uids == {pwd.getpwnam(WEB_USER).pw_uid}, f"neonfcgi runs as uids {uids}"
             log = (web.dir / "logs" / "error.log").read_text(errors="replace")
@@ -377,7 +381,9 @@ def test_spawn_fcgi_serves_health_and_db(neonfcgi, nginx, dev_db):
     with neonfcgi.start_spawned(DATABASE_URL=dev_db.app_url(label)) as srv, \
             nginx.start(srv.socket) as web:
         assert_routes(web.get)
-        srv.wait_workers(1)  # spawned, no PHP_FCGI_CHILDREN: one worker
+        # spawned, no PHP_FCGI_CHILDREN: WORKERS=1, served by the spawned process itself
+        assert srv.workers() == [], "a process spawned with WORKERS=1 forked workers"
+        assert web.get("/health").json().get("pid") == srv.pid
         assert backends(dev_db, label) >= 1
         srv.stop()
     wait_until(lambda: backends(dev_db, label) == 0, GONE_WITHIN_S,

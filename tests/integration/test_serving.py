@@ -154,7 +154,8 @@ DB_OVERFLOW_IDLE_MS DB_POOL_TIMEOUT_MS DB_POOL_PRE_PING DB_IDLE_TIMEOUT_S
 DB_MAX_LIFETIME_S DB_CONNECT_TIMEOUT_MS DB_RETRY_ATTEMPTS DB_RETRY_BACKOFF_MS
 DB_CONNECTION_BUDGET DB_FAILURE_HOLD_MS HEALTH_TIMEOUT_MS HEALTH_DETAILS LOG_LEVEL LOG_FORMAT
 MAX_REQUESTS SHUTDOWN_TIMEOUT_MS ACCESS_LOG SLOW_REQUEST_MS MIGRATE_ON_START
-DB_START_TIMEOUT_MS MIGRATIONS_DIR ENV_FILE""".split()
+DB_START_TIMEOUT_MS MIGRATIONS_DIR ENV_FILE API_SOCKET_OWNER API_SOCKET_GROUP
+RUN_USER RUN_GROUP""".split()
 
 
 def test_version_prints_library_versions(neonfcgi):
@@ -455,14 +456,17 @@ def test_stale_socket_file_is_replaced(neonfcgi):
 
 
 def test_spawned_by_spawn_fcgi_serves_through_nginx(neonfcgi, nginx):
+    # Spawned without PHP_FCGI_CHILDREN, WORKERS is 1: one process, no
+    # master (DESIGN.md §1), so the spawned pid itself answers.
     with neonfcgi.start_spawned() as srv, nginx.start(srv.socket) as web:
         r = web.get("/health")
         assert r.status == 200, str(r)
         assert r.json().get("status") == "pass"
-        workers = srv.wait_workers(1)
+        assert r.json().get("pid") == srv.pid, f"answered by {r.json().get('pid')}, not {srv.pid}"
         for _ in range(5):
-            assert web.get("/health").status == 200
-        assert srv.workers() == workers, "worker set changed while serving"
+            r = web.get("/health")
+            assert r.status == 200 and r.json().get("pid") == srv.pid, str(r)
+        assert srv.workers() == [], "a process spawned with WORKERS=1 forked workers"
 
 
 def test_spawned_workers_default_to_php_fcgi_children(neonfcgi):

@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -773,7 +775,8 @@ static void test_web_server_addrs(void **state)
 	done(&r);
 	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.1, 10.0.0.2");
 	expect_line(&r, "FCGI_WEB_SERVER_ADDRS=\"10.0.0.1, 10.0.0.2\": \" 10.0.0.2\" is not an IP "
-			"address; must be comma-separated IPv4 or IPv6 addresses without spaces");
+			"address or CIDR block; must be comma-separated IPv4 or IPv6 addresses or "
+			"CIDR blocks (10.0.0.0/8, fd00::/8) without spaces");
 	done(&r);
 	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.1,,10.0.0.2");
 	expect_text(&r, "\"\" is not an IP address");
@@ -783,6 +786,117 @@ static void test_web_server_addrs(void **state)
 	done(&r);
 	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.1,");
 	expect_text(&r, "FCGI_WEB_SERVER_ADDRS=\"10.0.0.1,\"");
+	done(&r);
+	/* CIDR blocks (peer's own tests have the whole table) */
+	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=10.0.0.0/8,fd00::/8,127.0.0.1");
+	expect_ok(&r);
+	done(&r);
+	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=127.0.0.1,10.0.0.1/8");
+	expect_line(&r,
+		    "FCGI_WEB_SERVER_ADDRS=\"127.0.0.1,10.0.0.1/8\": \"10.0.0.1/8\" has address "
+		    "bits set past its prefix: write 10.0.0.0/8 for the block, or the address "
+		    "alone for one host; must be comma-separated IPv4 or IPv6 addresses or CIDR "
+		    "blocks (10.0.0.0/8, fd00::/8) without spaces");
+	done(&r);
+	LOAD(&r, "FCGI_WEB_SERVER_ADDRS=fd00::/129");
+	expect_text(&r, "\"fd00::/129\" has a bad prefix length: must be /0 to /128 for an IPv6 "
+			"block");
+	done(&r);
+	LOAD(&r, "API_HOST=0.0.0.0", "FCGI_WEB_SERVER_ADDRS=10.0.0.0/33");
+	expect_text(&r, "\"10.0.0.0/33\" has a bad prefix length: must be /0 to /32 for an IPv4");
+	done(&r);
+}
+
+/* ---- accounts: RUN_USER, RUN_GROUP, API_SOCKET_OWNER, API_SOCKET_GROUP ---- */
+
+#define NO_UID ((uid_t)-1)
+#define NO_GID ((gid_t)-1)
+
+/* nobody, nogroup and daemon exist on every Debian system; the expected ids
+ * come from the same databases. */
+static void expect_ids(const struct run *r, uid_t run_uid, gid_t run_gid, uid_t sock_uid,
+		       gid_t sock_gid)
+{
+	expect_ok(r);
+	assert_int_equal(r->cfg->run_uid, run_uid);
+	assert_int_equal(r->cfg->run_gid, run_gid);
+	assert_int_equal(r->cfg->socket_uid, sock_uid);
+	assert_int_equal(r->cfg->socket_gid, sock_gid);
+}
+
+static void test_accounts(void **state)
+{
+	struct passwd *nobody = getpwnam("nobody");
+	struct group *daemon_gr = getgrnam("daemon");
+	struct run r;
+
+	(void)state;
+	assert_non_null(nobody);
+	assert_non_null(daemon_gr);
+	uid_t nb_uid = nobody->pw_uid;
+	gid_t nb_gid = nobody->pw_gid, dm_gid = daemon_gr->gr_gid;
+
+	LOAD(&r, "API_PORT=9200");
+	expect_ids(&r, NO_UID, NO_GID, NO_UID, NO_GID);
+	done(&r);
+	/* the socket follows RUN_USER unless told otherwise (PHP-FPM's listen.owner) */
+	LOAD(&r, "RUN_USER=nobody");
+	expect_ids(&r, nb_uid, nb_gid, nb_uid, nb_gid);
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody", "RUN_GROUP=daemon");
+	expect_ids(&r, nb_uid, dm_gid, nb_uid, dm_gid);
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody", "API_SOCKET_GROUP=daemon");
+	expect_ids(&r, nb_uid, nb_gid, nb_uid, dm_gid);
+	done(&r);
+	LOAD(&r, "API_SOCKET_GROUP=daemon");
+	expect_ids(&r, NO_UID, NO_GID, NO_UID, dm_gid);
+	done(&r);
+	LOAD(&r, "API_SOCKET_OWNER=0", "API_SOCKET_GROUP=0");
+	expect_ids(&r, NO_UID, NO_GID, 0, 0);
+	done(&r);
+	/* numbers are taken as they are; one without a user needs RUN_GROUP */
+	LOAD(&r, "RUN_USER=4000000", "RUN_GROUP=4000001", "API_SOCKET_OWNER=4000002");
+	expect_ids(&r, 4000000, 4000001, 4000002, 4000001);
+	done(&r);
+	LOAD(&r, "RUN_USER=4000000");
+	expect_line(&r, "RUN_USER=\"4000000\": no user has this uid, so there is no primary group "
+			"to switch to: set RUN_GROUP as well");
+	done(&r);
+	/* unknown names and numbers out of range: named with the value */
+	LOAD(&r, "RUN_USER=no-such-user-nfc");
+	expect_line(&r, "RUN_USER=\"no-such-user-nfc\": no such user (a name from the password "
+			"database, or a number)");
+	assert_int_equal(r.p.n, 1);
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody", "RUN_GROUP=no-such-group-nfc");
+	expect_line(&r, "RUN_GROUP=\"no-such-group-nfc\": no such group (a name from the group "
+			"database, or a number)");
+	assert_int_equal(r.p.n, 1);
+	done(&r);
+	LOAD(&r, "API_SOCKET_OWNER=no-such-user-nfc", "API_SOCKET_GROUP=no-such-group-nfc");
+	expect_text(&r, "API_SOCKET_OWNER=\"no-such-user-nfc\": no such user");
+	expect_text(&r, "API_SOCKET_GROUP=\"no-such-group-nfc\": no such group");
+	assert_int_equal(r.p.n, 2);
+	done(&r);
+	LOAD(&r, "RUN_USER=4294967295");
+	expect_line(&r, "RUN_USER=\"4294967295\": is out of range: a uid is 0 to 4294967294");
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody", "API_SOCKET_GROUP=99999999999999999999");
+	expect_text(&r,
+		    "API_SOCKET_GROUP=\"99999999999999999999\": is out of range: a gid is 0 to");
+	done(&r);
+	LOAD(&r, "RUN_USER=nobody\n");
+	expect_text(&r, "RUN_USER=\"nobody\\x0a\": no such user");
+	done(&r);
+	/* a group to switch to without a user to switch to */
+	LOAD(&r, "RUN_GROUP=daemon");
+	expect_line(&r, "RUN_GROUP=\"daemon\": needs RUN_USER, the user to switch to when started "
+			"as root");
+	done(&r);
+	/* empty means unset, as for every optional string */
+	LOAD(&r, "RUN_USER=", "RUN_GROUP=", "API_SOCKET_OWNER=", "API_SOCKET_GROUP=");
+	expect_ids(&r, NO_UID, NO_GID, NO_UID, NO_GID);
 	done(&r);
 }
 
@@ -987,6 +1101,10 @@ static const char *const all_names[] = {
 	"API_PORT",
 	"API_SOCKET",
 	"API_SOCKET_MODE",
+	"API_SOCKET_OWNER",
+	"API_SOCKET_GROUP",
+	"RUN_USER",
+	"RUN_GROUP",
 	"FCGI_WEB_SERVER_ADDRS",
 	"WORKERS",
 	"WORKER_THREADS",
@@ -1253,6 +1371,7 @@ int main(void)
 		cmocka_unit_test(test_api_host),
 		cmocka_unit_test(test_non_loopback_allowed_when_spawned),
 		cmocka_unit_test(test_web_server_addrs),
+		cmocka_unit_test(test_accounts),
 		cmocka_unit_test(test_api_socket),
 		cmocka_unit_test(test_connection_budget),
 		cmocka_unit_test(test_print_effective_redacted),
