@@ -100,6 +100,10 @@ test_pool_SRCS := app/pool.c app/pool_dial.c app/retry.c $(PGCONN_SRCS) app/scor
 	app/router.c
 test_health_SRCS := app/health.c $(PGCONN_SRCS) app/log.c
 test_privdrop_SRCS := app/privdrop.c app/account.c
+test_healthflight_SRCS := app/healthflight.c app/health.c $(PGCONN_SRCS) app/log.c
+test_healthcache_SRCS := app/healthcache.c app/health.c $(PGCONN_SRCS) app/log.c app/scoreboard.c \
+	app/router.c tests/unit/sb_fixture.c
+test_dbslots_SRCS := app/dbslots.c app/scoreboard.c app/router.c tests/unit/sb_fixture.c
 # The utility layer (allocation, clock, threads) is linked into every test and fuzz target.
 UTIL_SRCS := app/xalloc.c app/clock.c app/thread.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -172,6 +172,9 @@ static const struct var vars[] = {
 	    "total deadline of /health/db, retries included"),
 	ENUM("HEALTH_DETAILS", health_words, "full", health_details,
 	     "minimal: /health/db reports status only"),
+	INT("HEALTH_DB_MAX_AGE_MS", 0, 3600000, "0", health_db_max_age_ms,
+	    "a /health/db answer may come from a passing check of any worker this recent "
+	    "(0 = only checks begun after the request)"),
 	ENUM("LOG_LEVEL", level_words, "info", log_level, "lowest level logged"),
 	ENUM("LOG_FORMAT", format_words, "text", log_format,
 	     "text: ts level msg key=value; json: one object a line"),

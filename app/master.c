@@ -13,6 +13,8 @@
 #include "clock.h"
 #include "config.h"
 #include "dbsource.h"
+#include "dbslots.h"
+#include "healthcache.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
@@ -189,6 +191,10 @@ static void reap_one(struct master *m, pid_t pid, int status)
 				  how, (long long)(lived / 1000));
 		s->pid = 0;
 		scoreboard_worker_exited(m->sb, i, status);
+		long slots = dbslots_reclaim(m->sb, i);
+		if (slots > 0)
+			log_info("db slots reclaimed worker_pid=%d slot=%d slots=%ld", (int)pid, i,
+				 slots);
 		if (!expected) {
 			s->crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 			schedule_respawn(s, status, lived);
@@ -307,6 +313,11 @@ static void reload(struct master *m, const sigset_t *blocked)
 	config_destroy(*m->cfg);
 	*m->cfg = next;
 	log_init(next->log_level, next->log_format);
+	/* The old generation keeps what it holds; the new one reserves against
+	 * the new bound, so together they never exceed it (DESIGN.md §1). A check
+	 * of the old configuration's database says nothing of the new one. */
+	dbslots_set_bound(m->sb, config_db_bound(next));
+	healthcache_clear(m->sb);
 	spawn_generation(m, blocked);
 	signal_children(m, SIGTERM, true);
 	log_info("reloaded workers=%ld", next->workers);
@@ -363,6 +374,11 @@ int master_run(struct config **cfg, const struct config_source *src, struct list
 	m.sb = scoreboard_init_master();
 	if (!m.sb) {
 		log_error("cannot map the scoreboard");
+		return EXIT_FAILURE;
+	}
+	if (dbslots_init_master(m.sb, config_db_bound(*cfg)) < 0) {
+		log_error("cannot set up the connection bound's lock");
+		scoreboard_free(m.sb);
 		return EXIT_FAILURE;
 	}
 	block_signals(&set);

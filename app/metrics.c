@@ -318,6 +318,33 @@ static void render_saturation(struct buf *b, const struct scoreboard *sb, const 
 	render_refusals(b, &t);
 }
 
+/* DESIGN.md §5a and §1: what probes cost, and the bound's slots in use. */
+static void render_probes(struct buf *b, const struct scoreboard *sb)
+{
+	static const char *const sources[SB_HEALTH_SOURCES] = { "check", "shared", "cached" };
+	uint64_t checks = 0, answers[SB_HEALTH_SOURCES] = { 0 };
+	long long slots = 0;
+
+	for (int i = 0; i < scoreboard_slots_used(sb); i++) {
+		const struct sb_probes *p = &sb->slots[i].probes;
+		checks += sb_get(&p->health_checks);
+		for (int k = 0; k < SB_HEALTH_SOURCES; k++)
+			answers[k] += sb_get(&p->health_answers[k]);
+		slots += sb_gauge_get(&p->db_slots);
+	}
+	counter(b, "health_db_checks_total", "/health/db checks run (acquire and SELECT 1).",
+		checks);
+	family(b, "health_db_answers_total", "counter",
+	       "/health/db answers, by source: a check of the request's own, a check shared "
+	       "with requests that waited for it, or a recent check of any worker "
+	       "(HEALTH_DB_MAX_AGE_MS).");
+	for (int k = 0; k < SB_HEALTH_SOURCES; k++)
+		buf_printf(b, "neonfcgi_health_db_answers_total{source=\"%s\"} %llu\n", sources[k],
+			   (unsigned long long)answers[k]);
+	gauge(b, "db_slots_reserved",
+	      "Connections reserved against the instance's bound, by all workers.", slots);
+}
+
 char *metrics_render(const struct scoreboard *sb, const struct config *cfg, size_t *len)
 {
 	struct buf b = { .cap = METRICS_BODY_CAP };
@@ -334,6 +361,7 @@ char *metrics_render(const struct scoreboard *sb, const struct config *cfg, size
 	render_pool_counters(&b, &pool);
 	render_workers(&b, sb);
 	render_saturation(&b, sb, &pool);
+	render_probes(&b, sb);
 	*len = b.len;
 	return b.p;
 }

@@ -4,11 +4,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "conninfo.h"
@@ -437,8 +440,40 @@ bool pgconn_looks_alive(PGconn *c)
 	return PQtransactionStatus(c) == PQTRANS_IDLE;
 }
 
+/* After Terminate, how long we wait for the server's backend to exit. */
+#define CLOSE_EOF_WAIT_MS 100
+
+/* Read and drop what the server still sends on fd (a TLS close_notify) until
+ * it closes the connection, bounded. */
+static void wait_server_close(int fd)
+{
+	int64_t until = clock_now_ms() + CLOSE_EOF_WAIT_MS;
+	char buf[512];
+
+	for (int64_t left; (left = until - clock_now_ms()) > 0;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+		if (poll(&p, 1, (int)left) <= 0)
+			return;
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return;
+	}
+}
+
+/* The backend logs its disconnection and exits before it closes its end:
+ * waiting for that close (a copy of the socket outlives PQfinish) means that
+ * a connection we count as closed is closed on the server too, so a slot of
+ * the instance's bound (dbslots.c) is never given to a new connection while
+ * the old backend still runs. A connection already broken is not waited on. */
 void pgconn_close(PGconn *c)
 {
-	if (c)
-		PQfinish(c);
+	if (!c)
+		return;
+	int fd = PQstatus(c) == CONNECTION_OK ? PQsocket(c) : -1;
+	int copy = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	PQfinish(c);
+	if (copy >= 0) {
+		wait_server_close(copy);
+		close(copy);
+	}
 }

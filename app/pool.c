@@ -307,6 +307,24 @@ static void fail_waiters_locked(struct pool *p, const struct db_error *err)
 	}
 }
 
+/* No slot of the instance's bound came free before the deadline of the
+ * opening (the oldest waiter's): the waiters whose deadline has passed fail
+ * with pool_timeout; the others get an opening of their own next. */
+static void fail_expired_waiters_locked(struct pool *p, const struct db_error *err)
+{
+	int64_t now = clock_now_ms();
+
+	for (struct pool_waiter *w = p->head, *next; w; w = next) {
+		next = w->next;
+		if (w->deadline_ms > now)
+			continue;
+		w->failed = true;
+		w->err = *err;
+		unlink_waiter_locked(p, w);
+		pthread_cond_signal(&w->cv);
+	}
+}
+
 /* ---- expiry ---- */
 
 /* When idle connection i (stack index) is due to be closed. The bottom
@@ -391,13 +409,21 @@ static int collect_expired_locked(struct pool *p, int64_t now)
 
 static void serve_waiters_locked(struct pool *p);
 
+/* Close h and give its slot of the instance's bound back. */
+static void close_handle(struct pool *p, void *h)
+{
+	p->c->close(p->ctx, h);
+	if (p->o.quota.release)
+		p->o.quota.release(p->o.quota.arg);
+}
+
 /* Close outside the mutex. counted: the caller moved c to n_closing, whose
  * place in the bound is given back (to a waiter, if any) once it is closed. */
 static void close_conn(struct pool *p, struct pool_conn *c, enum sb_close_reason why, int left,
 		       bool counted)
 {
 	long long age_s = (long long)(clock_now_ms() - c->created_ms) / 1000;
-	p->c->close(p->ctx, c->handle);
+	close_handle(p, c->handle);
 	log_info("db connection closed reason=%s age_s=%lld pool_size=%d",
 		 scoreboard_close_reason_name(why), age_s, left);
 	free(c);
@@ -455,13 +481,15 @@ static void dial_done(void *arg, void *h, const struct pgconn_info *info,
 			p->idle[p->n_idle++] = c;
 			wake_maintenance_locked(p);
 		}
+	} else if (!h && err->category == DB_POOL_TIMEOUT) {
+		fail_expired_waiters_locked(p, err);
 	} else if (!h && p->n_in_use + p->n_idle == 0) {
 		fail_waiters_locked(p, err);
 	}
 	serve_waiters_locked(p);
 	pool_unlock(p);
 	if (h && !c) /* the pool is being destroyed */
-		p->c->close(p->ctx, h);
+		close_handle(p, h);
 }
 
 /* ---- checkout ---- */
@@ -509,7 +537,7 @@ static int wait_turn_locked(struct pool *p, int64_t deadline_ms, struct pool_con
 		*err = w.err;
 		return -1;
 	}
-	if (p->n_opening > 0 && !p->stopping) {
+	if (p->n_opening > 0 && !p->stopping && !pool_dial_reserving(p->dial)) {
 		/* The connect goes on and joins the pool; the next caller gets it. */
 		dberror_set(err, DB_TIMEOUT, true, "", "connect still in progress");
 		return -1;
@@ -753,6 +781,7 @@ struct pool *pool_create(const struct pool_options *o, const struct pool_connect
 		.breaker_threshold = o->breaker_threshold,
 		.breaker_cooldown_ms = o->breaker_cooldown_ms,
 		.seed = retry_rng_next(&p->rng),
+		.quota = o->quota,
 	};
 	p->dial = pool_dial_new(connector, ctx, &dial, dial_done, p);
 	if (!p->dial || start_maintenance(p) < 0)

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ struct pool_dial {
 	enum db_category last_failure;
 	struct pool_dial_stats st; /* breaker_state and breaker_opens: read from the breaker */
 	struct sb_pool *mirror;
+	atomic_bool reserving; /* waiting for a slot of the instance's bound */
 };
 
 static void fail_with(struct db_error *err, enum db_category cat, const char *fmt, ...)
@@ -61,6 +63,11 @@ void pool_dial_set_mirror(struct pool_dial *d, struct sb_pool *mirror)
 	pthread_mutex_lock(&d->mu);
 	d->mirror = mirror;
 	pthread_mutex_unlock(&d->mu);
+}
+
+bool pool_dial_reserving(struct pool_dial *d)
+{
+	return atomic_load(&d->reserving);
 }
 
 bool pool_dial_breaker_open(struct pool_dial *d)
@@ -271,9 +278,23 @@ static void *dial(struct pool_dial *d, int64_t deadline_ms, struct pgconn_info *
 
 	if (pool_dial_held(d, err))
 		return NULL;
+	/* No slot within the asker's deadline: the instance is at its bound,
+	 * which is no fault of the database (no breaker, no hold). */
+	if (d->o.quota.reserve) {
+		atomic_store(&d->reserving, true);
+		int rc = d->o.quota.reserve(d->o.quota.arg, deadline_ms);
+		atomic_store(&d->reserving, false);
+		if (rc < 0) {
+			fail_with(err, DB_POOL_TIMEOUT, "instance connection bound reached");
+			return NULL;
+		}
+	}
 	retry_run(&d->o.retry, &t.rng, deadline_ms, connect_attempt, connect_failed, &t);
-	if (!t.handle)
+	if (!t.handle) {
+		if (d->o.quota.release)
+			d->o.quota.release(d->o.quota.arg);
 		hold_failure(d, err);
+	}
 	return t.handle;
 }
 

@@ -30,8 +30,11 @@
 
 #include "clock.h"
 #include "config.h"
+#include "dbslots.h"
 #include "health.h"
 #include "listenq.h"
+#include "healthcache.h"
+#include "healthflight.h"
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
@@ -81,6 +84,7 @@ struct worker {
 	int listen_fd;
 	struct scoreboard *sb;
 	struct sb_slot *sb_slot;
+	int slot; /* index of sb_slot: our share of the connection bound */
 	int64_t started_ms;
 	long pid; /* for /health, without a getpid() call per request */
 	atomic_bool stopping;
@@ -94,9 +98,10 @@ struct worker {
 	struct waitroom *room;
 	enum listenq_kind lq_kind;  /* of listen_fd; NONE once sampling failed */
 	_Atomic int64_t lq_next_ms; /* the accept path samples the queue again from then */
-	bool alone;          /* no master (WORKER_ALONE): it enforces its own stop */
-	bool stop_signalled; /* a stop signal came (SIGUSR1, our own recycling, is none) */
+	bool alone;                 /* no master (WORKER_ALONE): it enforces its own stop */
+	bool stop_signalled;        /* a stop signal came (SIGUSR1, our own recycling, is none) */
 	int64_t stop_deadline_ms;
+	struct healthflight *flight; /* one /health/db check at a time (§5a) */
 };
 
 struct response {
@@ -146,9 +151,11 @@ static void write_response(FCGX_Request *req, const struct response *r, bool hea
 		FCGX_PutStr(r->body, (int)r->len, req->out);
 }
 
-/* Acquire a pooled connection and run SELECT 1, all within the deadline. */
-static void check_db(struct worker *w, int64_t deadline_ms, struct health_db_check *chk)
+/* Acquire a pooled connection and run SELECT 1, all within the deadline; a
+ * pass is kept for HEALTH_DB_MAX_AGE_MS (healthcache). healthflight runs it. */
+static void check_db(void *arg, int64_t deadline_ms, struct health_db_check *chk)
 {
+	struct worker *w = arg;
 	int64_t t0 = clock_now_us();
 	struct pool_conn *c;
 	struct db_error err = { 0 };
@@ -165,6 +172,8 @@ static void check_db(struct worker *w, int64_t deadline_ms, struct health_db_che
 	chk->category = chk->circuit_open && err.cause != DB_OK ? err.cause : err.category;
 	chk->response_ms = (double)(clock_now_us() - t0) / 1000.0;
 	health_stamp(chk);
+	sb_add(&w->sb_slot->probes.health_checks, 1);
+	healthcache_publish(w->sb, chk, clock_now_ms());
 	if (!chk->ok)
 		sb_add(&w->sb_slot->sat.health_failures[chk->category], 1);
 	if (!chk->ok)
@@ -185,12 +194,30 @@ static void pool_view(const struct worker *w, struct health_pool_view *v)
 	v->max = config_db_bound(w->cfg);
 }
 
+/* A recent enough check of any worker, else this worker's next check. A
+ * request whose deadline passed while it waited for one is no answer of a
+ * check, and is not counted by source. */
+static void answer_health_db(struct worker *w, struct health_db_check *chk)
+{
+	int64_t now = clock_now_ms();
+	enum sb_health_source src = SB_HEALTH_CACHED;
+
+	if (!healthcache_get(w->sb, w->cfg->health_db_max_age_ms, now, chk)) {
+		switch (healthflight_run(w->flight, now + w->cfg->health_timeout_ms, chk)) {
+		case HEALTHFLIGHT_CHECK: src = SB_HEALTH_CHECK; break;
+		case HEALTHFLIGHT_SHARED: src = SB_HEALTH_SHARED; break;
+		case HEALTHFLIGHT_TIMEOUT: return;
+		}
+	}
+	sb_add(&w->sb_slot->probes.health_answers[src], 1);
+}
+
 static void respond_health_db(struct worker *w, struct response *r)
 {
 	struct health_db_check chk;
 	struct health_pool_view view;
 
-	check_db(w, clock_now_ms() + w->cfg->health_timeout_ms, &chk);
+	answer_health_db(w, &chk);
 	pool_view(w, &view);
 	r->content_type = "application/health+json";
 	r->body = health_db_body(&chk, &view, w->cfg->health_details, &r->status, &r->retry_after,
@@ -736,6 +763,21 @@ static int fcgi_init_worker(void)
 	return 0;
 }
 
+/* The instance-wide bound, as the pool's quota (DESIGN.md §1). */
+static int reserve_slot(void *arg, int64_t deadline_ms)
+{
+	struct worker *w = arg;
+
+	return dbslots_reserve(w->sb, w->slot, deadline_ms);
+}
+
+static void release_slot(void *arg)
+{
+	struct worker *w = arg;
+
+	dbslots_release(w->sb, w->slot);
+}
+
 /* The pool starts empty: no connection is opened until a request needs one. */
 static int db_init_worker(struct worker *w)
 {
@@ -748,12 +790,15 @@ static int db_init_worker(struct worker *w)
 		return -1;
 	}
 	pool_options_from_config(&opts, w->cfg);
+	opts.quota =
+	    (struct pool_quota){ .reserve = reserve_slot, .release = release_slot, .arg = w };
 	w->pool = pool_create(&opts, pool_pg_connector(), w->db_params);
 	if (!w->pool) {
 		log_errorx("cannot create the connection pool");
 		return -1;
 	}
 	pool_set_mirror(w->pool, &w->sb_slot->pool);
+	w->flight = healthflight_new(check_db, w);
 	return 0;
 }
 
@@ -761,6 +806,7 @@ static int db_init_worker(struct worker *w)
  * cleanly (PQfinish sends Terminate), so the server logs no broken client. */
 static void db_stop_worker(struct worker *w)
 {
+	healthflight_free(w->flight);
 	pool_destroy(w->pool);
 	pgconn_params_free(w->db_params);
 }
@@ -812,6 +858,7 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 			    .listen_fd = listen_fd,
 			    .sb = sb,
 			    .sb_slot = &sb->slots[slot],
+			    .slot = slot,
 			    .started_ms = started_ms,
 			    .pid = (long)getpid(),
 			    .main_tid = pthread_self(),

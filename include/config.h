@@ -44,6 +44,7 @@ struct config {
 	long db_failure_hold_ms;            /* DB_FAILURE_HOLD_MS */
 	long health_timeout_ms;             /* HEALTH_TIMEOUT_MS */
 	enum health_details health_details; /* HEALTH_DETAILS */
+	long health_db_max_age_ms;          /* HEALTH_DB_MAX_AGE_MS */
 	enum log_level log_level;           /* LOG_LEVEL */
 	enum log_format log_format;         /* LOG_FORMAT */
 	long max_requests;                  /* MAX_REQUESTS */

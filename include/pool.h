@@ -32,7 +32,8 @@ struct pool_options {
 	struct retry_policy retry;  /* DB_RETRY_ATTEMPTS, DB_RETRY_BACKOFF_MS */
 	int breaker_threshold;      /* consecutive connect failures that open it */
 	int64_t breaker_cooldown_ms;
-	uint64_t seed; /* jitter RNG; 0 = from pid and time */
+	uint64_t seed;           /* jitter RNG; 0 = from pid and time */
+	struct pool_quota quota; /* the instance's bound; zero: none */
 };
 
 /* Counters only grow; the gauges are a snapshot. connects_failed is indexed

@@ -24,4 +24,14 @@ struct pool_connector {
 	bool (*is_idle_txn)(void *ctx, void *conn);
 };
 
+/* The instance-wide bound (DESIGN.md §1): a slot reserved before each
+ * connect, released after each close. reserve NULL: unbounded (unit tests
+ * of the pool alone). */
+struct pool_quota {
+	/* 0, or -1 when no slot came free before deadline_ms. */
+	int (*reserve)(void *arg, int64_t deadline_ms);
+	void (*release)(void *arg);
+	void *arg;
+};
+
 #endif

@@ -24,7 +24,8 @@ struct pool_dial_options {
 	struct retry_policy retry;
 	int breaker_threshold; /* consecutive connect failures that open it */
 	int64_t breaker_cooldown_ms;
-	uint64_t seed; /* backoff jitter */
+	uint64_t seed;           /* backoff jitter */
+	struct pool_quota quota; /* reserved before an opening, released if it fails */
 };
 
 /* Counters only grow. */
@@ -59,6 +60,9 @@ void pool_dial_set_mirror(struct pool_dial *d, struct sb_pool *mirror);
 void pool_dial_request(struct pool_dial *d, int64_t deadline_ms);
 /* true with err when an opening now would only repeat a held failure. */
 bool pool_dial_held(struct pool_dial *d, struct db_error *err);
+/* Whether the opening is still waiting for a slot of the instance's bound
+ * (no connect has begun). */
+bool pool_dial_reserving(struct pool_dial *d);
 /* Whether the breaker is other than closed (it refuses or probes). */
 bool pool_dial_breaker_open(struct pool_dial *d);
 void pool_dial_stats(struct pool_dial *d, struct pool_dial_stats *out);

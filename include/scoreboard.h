@@ -5,6 +5,7 @@
 #ifndef NEONFCGI_SCOREBOARD_H
 #define NEONFCGI_SCOREBOARD_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,6 +35,26 @@ enum sb_exit_cause { SB_EXIT_NORMAL, SB_EXIT_ERROR, SB_EXIT_SIGNAL, SB_EXIT_CAUS
 typedef _Atomic uint64_t sb_counter;
 typedef _Atomic int64_t sb_gauge;
 
+/* Where a /health/db answer came from (DESIGN.md §5a). */
+enum sb_health_source { SB_HEALTH_CHECK, SB_HEALTH_SHARED, SB_HEALTH_CACHED, SB_HEALTH_SOURCES };
+
+/* A worker's probes and its share of the connection bound (DESIGN.md §1,
+ * §5a): checks run, answers by source, connections reserved (dbslots.c). */
+struct sb_probes {
+	sb_counter health_checks, health_answers[SB_HEALTH_SOURCES];
+	sb_gauge db_slots; /* written under sb_instance.db_slots_mu only */
+};
+
+/* The instance's last passing /health/db check (healthcache.c), a seqlock:
+ * seq is odd while a writer holds it. time is RFC 3339 text in words. */
+#define SB_HEALTH_TIME_WORDS 4
+struct sb_health_cache {
+	sb_counter seq;
+	sb_gauge finished_mono_ms; /* 0: none */
+	sb_gauge response_us;
+	sb_counter time[SB_HEALTH_TIME_WORDS];
+};
+
 /* What a worker's pool reports; counters only grow, gauges go up and down. */
 struct sb_pool {
 	sb_counter gauge_seq; /* odd while the gauges are being written (a seqlock) */
@@ -54,11 +75,15 @@ struct sb_saturation {
 	sb_counter health_failures[DB_CATEGORY_COUNT];
 };
 
-/* The instance's saturation figures: one listening socket and one set of
- * request threads however many workers share them. */
+/* Instance-wide state that belongs to no worker: the saturation figures
+ * (one listening socket and one set of request threads however many workers
+ * share them), the connection bound's lock, and the last passing check. */
 struct sb_instance {
 	sb_gauge busy, busy_max;
 	sb_gauge listen_queue, listen_queue_max, listen_queue_limit; /* -1: never sampled */
+	pthread_mutex_t db_slots_mu; /* robust, process-shared (dbslots.c) */
+	sb_gauge db_bound; /* WORKERS x (DB_POOL_SIZE + DB_MAX_OVERFLOW) of the master's config */
+	struct sb_health_cache health;
 };
 
 struct sb_slot {
@@ -68,6 +93,7 @@ struct sb_slot {
 	sb_counter duration_us[ROUTE_COUNT];
 	struct sb_pool pool;
 	struct sb_saturation sat;
+	struct sb_probes probes;
 };
 
 struct sb_master {

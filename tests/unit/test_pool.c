@@ -1302,6 +1302,82 @@ static void many_threads_never_exceed_bound(void **state)
 	assert_int_equal(F.open, 0);
 }
 
+/* ---- the instance's bound, as a quota the test counts ---- */
+
+static struct quota {
+	pthread_mutex_t mu;
+	int limit, held, reserves, releases;
+	bool open_exceeded; /* a connection was open without a slot */
+} Q = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int quota_reserve(void *arg, int64_t deadline_ms)
+{
+	(void)arg;
+	pthread_mutex_lock(&Q.mu);
+	bool ok = Q.held < Q.limit;
+	Q.held += ok;
+	Q.reserves += ok;
+	pthread_mutex_unlock(&Q.mu);
+	/* Like dbslots: a refusal comes at the deadline (nothing here frees one). */
+	if (!ok && deadline_ms > clock_now_ms())
+		clock_sleep_ms(deadline_ms - clock_now_ms());
+	return ok ? 0 : -1;
+}
+
+static void quota_release(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&Q.mu);
+	Q.held--;
+	Q.releases++;
+	/* Released after the close: the fake's open count is already down. */
+	if (fake_get(&F.open) > Q.held)
+		Q.open_exceeded = true;
+	pthread_mutex_unlock(&Q.mu);
+}
+
+static struct pool_options quota_opts(int limit)
+{
+	struct pool_options o = opts();
+
+	pthread_mutex_lock(&Q.mu);
+	Q.limit = limit;
+	Q.held = Q.reserves = Q.releases = 0;
+	Q.open_exceeded = false;
+	pthread_mutex_unlock(&Q.mu);
+	o.quota = (struct pool_quota){ .reserve = quota_reserve, .release = quota_release };
+	return o;
+}
+
+/* A slot is reserved before every connect and released after every close,
+ * a failed connect included; without a slot no connect is made and the
+ * caller gets pool_timeout, not a database failure. */
+static void quota_reserved_before_connect_released_after_close(void **state)
+{
+	struct pool_options o = quota_opts(2);
+	struct pool *p = make_pool(state, &o);
+	struct pool_conn *a = get(p), *b = get(p), *c = NULL;
+	struct db_error err;
+
+	assert_int_equal(Q.held, 2);
+	assert_int_equal(pool_acquire(p, in_ms(100), &c, &err), -1);
+	assert_int_equal(err.category, DB_POOL_TIMEOUT);
+	assert_int_equal(fake_get(&F.connects), 2); /* no attempt without a slot */
+	assert_int_equal(stats(p).breaker_state, RETRY_BREAKER_CLOSED);
+	pool_release(p, a, true); /* broken: closed, its slot given back */
+	assert_int_equal(Q.held, 1);
+	pool_release(p, b, true);
+	assert_int_equal(Q.held, 0);
+	script(DB_AUTH, false);
+	assert_int_equal(pool_acquire(p, in_ms(1000), &c, &err), -1);
+	assert_int_equal(err.category, DB_AUTH);
+	assert_int_equal(Q.held, 0); /* the failed connect's slot is back */
+	destroy_pool(state);
+	assert_int_equal(Q.held, 0);
+	assert_int_equal(Q.reserves, Q.releases);
+	assert_false(Q.open_exceeded);
+}
+
 #define POOL_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1345,6 +1421,7 @@ int main(void)
 		POOL_TEST(connect_runs_outside_the_mutex),
 		POOL_TEST(mirror_counts_what_the_pool_does),
 		POOL_TEST(many_threads_never_exceed_bound),
+		POOL_TEST(quota_reserved_before_connect_released_after_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
