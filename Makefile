@@ -190,7 +190,7 @@ bench:
 	@NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) BENCH_BIN_DIR=$(abspath $(BUILD)/bench) \
 		/usr/bin/python3 bench/bench.py
 
-# `make install` installs exactly the files listed in README.md ("Installing"):
+# `make install` installs exactly the files listed in docs/deployment.md ("Installing"):
 # the binary, the man page, every file of deploy/ as an example, and the
 # migrations (`neonfcgi migrate` needs them). PREFIX and DESTDIR on every path.
 MANDIR ?= $(PREFIX)/share/man

@@ -16,8 +16,8 @@ by replacing the placeholder strings each file documents at its top.
   requests still succeed;
 - the FCGI_WEB_SERVER_ADDRS allow-list seen from a peer namespace, and the
   start-up refusal of a non-loopback API_HOST without it;
-- `make install DESTDIR=... PREFIX=/usr` installs exactly the files README.md
-  lists, and the man page renders.
+- `make install DESTDIR=... PREFIX=/usr` installs exactly the files
+  docs/deployment.md lists, and the man page renders.
 
 Network rules: the namespaces are ours (nfdp-<pid>-*), both ends of every
 veth pair live in them, their 10.252.0.0/16 addresses exist nowhere else, and
@@ -527,12 +527,12 @@ def test_non_loopback_api_host_without_allow_list_is_refused(neonfcgi):
 
 
 def documented_install_list(prefix):
-    """The files README.md's "Installing" list names, under prefix; a `*`
+    """The files docs/deployment.md's "Installing" list names, under prefix; a `*`
     entry stands for every matching file of the same directory name in the
     repository (migrations/*.sql)."""
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "deployment.md").read_text()
     m = re.search(r"^### Installing\n(.*?)^```\n(.*?)^```", text, re.M | re.S)
-    assert m, "README.md has no '### Installing' section with a ``` file list"
+    assert m, "docs/deployment.md has no '### Installing' section with a ``` file list"
     files = set()
     for line in m.group(2).splitlines():
         if not line.startswith("$(PREFIX)/"):
@@ -542,7 +542,7 @@ def documented_install_list(prefix):
             d, pattern = entry.rsplit("/", 1)
             src = REPO / Path(d).name
             names = sorted(p.name for p in src.iterdir() if fnmatch.fnmatch(p.name, pattern))
-            assert names, f"README.md's {line.split()[0]} matches no file in {src}"
+            assert names, f"docs/deployment.md's {line.split()[0]} matches no file in {src}"
             files.update(f"{d}/{n}" for n in names)
         else:
             files.add(entry)
@@ -561,8 +561,8 @@ def test_make_install_installs_exactly_the_documented_files(neonfcgi_bin, tmp_pa
     installed = {"/" + str(p.relative_to(dest)) for p in dest.rglob("*") if not p.is_dir()}
     documented = documented_install_list("/usr")
     assert installed == documented, (
-        f"installed but not in README.md: {sorted(installed - documented)}; "
-        f"in README.md but not installed: {sorted(documented - installed)}")
+        f"installed but not in docs/deployment.md: {sorted(installed - documented)}; "
+        f"in docs/deployment.md but not installed: {sorted(documented - installed)}")
     for f in installed:
         mode = (dest / f.lstrip("/")).stat().st_mode & 0o777
         want = 0o755 if f in ("/usr/bin/neonfcgi",
