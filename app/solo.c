@@ -9,6 +9,7 @@
 #include "config.h"
 #include "listen.h"
 #include "log.h"
+#include "dbslots.h"
 #include "scoreboard.h"
 #include "solo.h"
 #include "worker.h"
@@ -25,6 +26,13 @@ int solo_run(const struct config *cfg, struct listener *l)
 
 	if (!sb) {
 		log_error("cannot map the scoreboard");
+		return EXIT_FAILURE;
+	}
+	/* The bound holds here too (one worker's pool): without it every
+	 * connect would wait for a slot that never comes. */
+	if (dbslots_init_master(sb, config_db_bound(cfg)) < 0) {
+		log_error("cannot set up the connection bound's lock");
+		scoreboard_free(sb);
 		return EXIT_FAILURE;
 	}
 	log_info("serving in this process: spawned with WORKERS=1, no master");

@@ -147,9 +147,14 @@ def test_saturation_tcp_threads_and_listen_queue(neonfcgi, slow_db):
     check_saturated(sc, during)
 
 
-def test_saturation_pool_wait_histogram_moves(neonfcgi, slow_db):
-    """Four threads, one connection: three of every four checks queue for it
-    for at least one round trip through the relay (80 ms)."""
+def test_saturation_pool_wait_histogram_under_shared_checks(neonfcgi, slow_db):
+    """Four threads, one connection, eight concurrent probes through the relay
+    (80 ms a check). Since /health/db checks are shared (DESIGN.md §5a: one
+    check in flight per worker, the pool left to its other users), probes no
+    longer queue at the pool: they share checks, and the pool-wait histogram,
+    exported and consistent, records no wait from them. That the histogram
+    follows real pool waits is tests/unit/test_pool.c
+    (mirror_wait_histogram_follows_the_waits)."""
     with neonfcgi.start(DATABASE_URL=slow_db, WORKERS=1, WORKER_THREADS=4, DB_POOL_SIZE=1,
                         DB_MAX_OVERFLOW=0, HEALTH_TIMEOUT_MS=10000,
                         DB_CONNECT_TIMEOUT_MS=10000, DB_POOL_TIMEOUT_MS=10000) as srv:
@@ -160,11 +165,10 @@ def test_saturation_pool_wait_histogram_moves(neonfcgi, slow_db):
         sc = scrape(srv)
     count0 = sc0.get("neonfcgi_pool_wait_seconds_count")
     count = sc.get("neonfcgi_pool_wait_seconds_count")
-    assert count - count0 >= 3, f"waits {count0} -> {count}"
-    fast = sc.get("neonfcgi_pool_wait_seconds_bucket", le="0.05") - \
-        sc0.get("neonfcgi_pool_wait_seconds_bucket", le="0.05")
-    assert fast < count - count0, "no wait above 50 ms although each check takes 80 ms"
-    assert sc.get("neonfcgi_pool_wait_seconds_sum") >= 0.08 * (count - count0) / 2
+    shared = sc.get("neonfcgi_health_db_answers_total", source="shared") - \
+        sc0.get("neonfcgi_health_db_answers_total", source="shared")
+    assert shared >= 1, "eight concurrent probes on four threads shared no check"
+    assert count == count0, f"probes queued at the pool: waits {count0} -> {count}"
     assert sc.get("neonfcgi_pool_wait_seconds_bucket", le="+Inf") == count
 
 

@@ -1256,6 +1256,38 @@ static void mirror_counts_what_the_pool_does(void **state)
 	free(m);
 }
 
+/* The pool-wait histogram (neonfcgi_pool_wait_seconds) follows the waits:
+ * a caller that queues for a busy connection lands in the bucket of its
+ * wait, and count and sum agree with the buckets. */
+static void mirror_wait_histogram_follows_the_waits(void **state)
+{
+	struct pool_options o = opts();
+	o.size = 1;
+	o.max_overflow = 0;
+	o.timeout_ms = 5000;
+	struct pool *p = make_pool(state, &o);
+	struct sb_pool *m = xcalloc(1, sizeof *m);
+	pool_set_mirror(p, m);
+	struct pool_conn *held = get(p);
+	struct acquirer init = { .p = p };
+	struct acquirer *a = spawn(state, acquirer_main, &init, sizeof init);
+	assert_true(wait_waiting(p, 1, 2000));
+	pass_time(60); /* the wait lasts at least this long */
+	pool_release(p, held, false);
+	join(state, a);
+	assert_int_equal(a->rc, 0);
+	pool_release(p, a->c, false);
+	uint64_t n = 0;
+	for (int i = 0; i < SB_DURATION_BUCKETS; i++)
+		n += sb_get(&m->wait_buckets[i]);
+	assert_int_equal(n, sb_get(&m->acquire_waits));
+	assert_int_equal(n, 1);
+	assert_true(sb_get(&m->acquire_wait_us) >= 60000);
+	assert_int_equal(sb_get(&m->wait_buckets[scoreboard_bucket(1000)]), 0); /* not a fast one */
+	destroy_pool(state);
+	free(m);
+}
+
 /* ---- concurrency ---- */
 
 struct hammer {
@@ -1420,6 +1452,7 @@ int main(void)
 		POOL_TEST(half_open_lets_one_probe_through),
 		POOL_TEST(connect_runs_outside_the_mutex),
 		POOL_TEST(mirror_counts_what_the_pool_does),
+		POOL_TEST(mirror_wait_histogram_follows_the_waits),
 		POOL_TEST(many_threads_never_exceed_bound),
 		POOL_TEST(quota_reserved_before_connect_released_after_close),
 	};
