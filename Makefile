@@ -79,7 +79,7 @@ $(BUILD)/obj $(BUILD)/tests:
 # A module with the modules below it that it links against.
 CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c app/pqopts.c app/cabundle.c
 PGCONN_SRCS := app/pgconn.c app/dberror.c app/resolve.c $(CONNINFO_SRCS)
-test_config_SRCS := app/config.c app/envfile.c app/dbsource.c app/peer.c app/account.c \
+test_config_SRCS := app/config.c app/confcheck.c app/envfile.c app/dbsource.c app/peer.c app/account.c \
 	$(CONNINFO_SRCS)
 # cabundle is faked in test_conninfo.c: which bundle "exists" is the test's.
 test_conninfo_SRCS := $(filter-out app/cabundle.c,$(CONNINFO_SRCS))
@@ -230,7 +230,7 @@ FUZZ_CHECK_SECONDS ?= 20
 FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -Iinclude $(WARN) -Werror -Wno-missing-prototypes \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 fuzz_envfile_SRCS := app/envfile.c app/problems.c
-fuzz_config_SRCS := app/config.c app/envfile.c app/dbsource.c app/peer.c app/account.c \
+fuzz_config_SRCS := app/config.c app/confcheck.c app/envfile.c app/dbsource.c app/peer.c app/account.c \
 	$(CONNINFO_SRCS)
 fuzz_router_SRCS := app/router.c
 fuzz_fcgiguard_SRCS := app/fcgiguard.c app/router.c

@@ -1,32 +1,27 @@
 /* config: the variable table of DESIGN.md §2, one loop that parses and
  * validates every row, the rules that span several variables, and printing
- * (secrets through redact). DATABASE_URL's own rules are conninfo's. Pure: it
- * fills a problem list and never logs, prints to stderr or exits. */
-#include "account.h"
+ * (secrets through redact). DATABASE_URL's own rules are conninfo's; the
+ * listen and account values that need the system are checked by confcheck.
+ * Pure: it fills a problem list and never logs, prints to stderr or exits. */
 #include "config.h"
+#include "confcheck.h"
 #include "conninfo.h"
 #include "envfile.h"
-#include "peer.h"
 #include "problems.h"
 #include "redact.h"
 #include "xalloc.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define DEFAULT_ENV_FILE "./.env"
 #define WORKERS_MAX      256
-#define SUN_PATH_MAX     sizeof(((struct sockaddr_un *)0)->sun_path)
 
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum rows are stored as int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enum rows are stored as int");
@@ -379,196 +374,45 @@ static int check_database_url(struct load *ld, const struct var *v, const char *
 	return rc;
 }
 
-/* ---- the listen variables ---- */
-
-static bool is_ip(const char *s)
-{
-	unsigned char buf[sizeof(struct in6_addr)];
-
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-/* Letters, digits, '-', '_' (container names) and dots between non-empty
- * labels: refuse what could never be a name before asking the resolver. */
-static bool hostname_syntax_ok(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (len == 0 || len > 253 || s[0] == '.' || strstr(s, "..") != NULL)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!isalnum((unsigned char)s[i]) && strchr("-_.", s[i]) == NULL)
-			return false;
-	return true;
-}
-
-/* Resolution happens once, at start-up (and on SIGHUP), never per request. */
-static int resolve(const char *host)
-{
-	struct addrinfo hints, *res = NULL;
-	int rc;
-
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-	rc = getaddrinfo(host, NULL, &hints, &res);
-	if (res != NULL)
-		freeaddrinfo(res);
-	return rc;
-}
+/* ---- rows checked by confcheck ---- */
 
 static int check_api_host(struct load *ld, const struct var *v, const char *val)
 {
-	char q[PROBLEMS_QUOTE_BUF];
-	int rc;
-
-	if (is_ip(val))
-		return 0;
-	quote_value(v, val, q, sizeof q);
-	if (!hostname_syntax_ok(val)) {
-		problems_add(ld->p,
-			     "%s=\"%s\": must be an IP address (IPv6 without brackets) or a "
-			     "resolvable host name",
-			     v->name, q);
-		return -1;
-	}
-	rc = resolve(val);
-	if (rc == 0)
-		return 0;
-	problems_add(ld->p, "%s=\"%s\": must be an IP address or a resolvable host name (%s)",
-		     v->name, q, gai_strerror(rc));
-	return -1;
+	return confcheck_api_host(v->name, val, ld->p);
 }
 
 static int check_api_socket(struct load *ld, const struct var *v, const char *val)
 {
-	char q[PROBLEMS_QUOTE_BUF];
-
-	if (val[0] == '/' && strlen(val) < SUN_PATH_MAX)
-		return 0;
-	quote_value(v, val, q, sizeof q);
-	problems_add(ld->p, "%s=\"%s\": must be an absolute path shorter than %zu bytes", v->name,
-		     q, SUN_PATH_MAX);
-	return -1;
+	return confcheck_api_socket(v->name, val, ld->p);
 }
 
-/* Each entry is checked by peer, which builds the list from them. */
 static int check_web_server_addrs(struct load *ld, const struct var *v, const char *val)
 {
-	char one[64], q[PROBLEMS_QUOTE_BUF], bad[PROBLEMS_QUOTE_BUF], why[160];
-
-	for (const char *s = val;; s++) {
-		size_t len = strcspn(s, ",");
-
-		if (len >= sizeof one) {
-			snprintf(why, sizeof why, "is not an IP address or CIDR block");
-		} else {
-			memcpy(one, s, len);
-			one[len] = '\0';
-		}
-		if (len >= sizeof one || peer_entry_check(one, why, sizeof why) < 0) {
-			quote_value(v, val, q, sizeof q);
-			snprintf(one, sizeof one, "%.*s", (int)(len < 48 ? len : 48), s);
-			problems_quote(one, bad, sizeof bad);
-			problems_add(
-			    ld->p,
-			    "%s=\"%s\": \"%s\" %s; must be comma-separated IPv4 or IPv6 "
-			    "addresses or CIDR blocks (10.0.0.0/8, fd00::/8) without spaces",
-			    v->name, q, bad, why);
-			return -1;
-		}
-		s += len;
-		if (*s == '\0')
-			return 0;
-	}
-}
-
-/* ---- accounts: who owns the socket, who serves ---- */
-
-static int report_account(struct load *ld, const struct var *v, const char *val, const char *why)
-{
-	char q[PROBLEMS_QUOTE_BUF];
-
-	quote_value(v, val, q, sizeof q);
-	problems_add(ld->p, "%s=\"%s\": %s", v->name, q, why);
-	return -1;
+	return confcheck_web_server_addrs(v->name, val, ld->p);
 }
 
 static int check_user(struct load *ld, const struct var *v, const char *val)
 {
-	char why[160];
-	uid_t uid;
-	gid_t gid;
-
-	if (account_user(val, &uid, &gid, why, sizeof why) == 0)
-		return 0;
-	return report_account(ld, v, val, why);
+	return confcheck_user(v->name, val, ld->p);
 }
 
 static int check_group(struct load *ld, const struct var *v, const char *val)
 {
-	char why[160];
-	gid_t gid;
-
-	if (account_group(val, &gid, why, sizeof why) == 0)
-		return 0;
-	return report_account(ld, v, val, why);
+	return confcheck_group(v->name, val, ld->p);
 }
 
-/* RUN_USER's ids: RUN_GROUP, else the user's primary group, which a uid
- * without a password entry does not have. */
-static void derive_run_ids(struct load *ld)
+/* RUN_USER's ids, then the socket's, which default to them. */
+static void derive_ids(struct load *ld)
 {
 	struct config *c = ld->cfg;
-	char why[160], q[PROBLEMS_QUOTE_BUF];
 
-	c->run_uid = (uid_t)-1;
-	c->run_gid = (gid_t)-1;
-	if (c->run_user == NULL) {
-		if (c->run_group != NULL && !is_bad(ld, "RUN_GROUP")) {
-			problems_quote(c->run_group, q, sizeof q);
-			problems_add(ld->p,
-				     "RUN_GROUP=\"%s\": needs RUN_USER, the user to switch to when "
-				     "started as root",
-				     q);
-		}
-		return;
-	}
-	if (is_bad(ld, "RUN_USER") ||
-	    account_user(c->run_user, &c->run_uid, &c->run_gid, why, sizeof why) < 0) {
-		c->run_uid = (uid_t)-1;
-		return;
-	}
-	if (c->run_group != NULL && (is_bad(ld, "RUN_GROUP") ||
-				     account_group(c->run_group, &c->run_gid, why, sizeof why) < 0))
-		return;
-	if (c->run_gid != ACCOUNT_NO_GID)
-		return;
-	problems_quote(c->run_user, q, sizeof q);
-	problems_add(
-	    ld->p,
-	    "RUN_USER=\"%s\": no user has this uid, so there is no primary group to switch "
-	    "to: set RUN_GROUP as well",
-	    q);
-}
-
-/* PHP-FPM's listen.owner/listen.group: the socket belongs to the user the
- * process serves as unless told otherwise. */
-static void derive_socket_ids(struct load *ld)
-{
-	struct config *c = ld->cfg;
-	char why[160];
-	gid_t unused;
-
+	confcheck_run_ids(c->run_user, is_bad(ld, "RUN_USER"), c->run_group,
+			  is_bad(ld, "RUN_GROUP"), &c->run_uid, &c->run_gid, ld->p);
 	c->socket_uid = c->run_uid;
 	c->socket_gid = c->run_gid;
-	if (c->api_socket_owner != NULL && !is_bad(ld, "API_SOCKET_OWNER") &&
-	    account_user(c->api_socket_owner, &c->socket_uid, &unused, why, sizeof why) < 0)
-		c->socket_uid = (uid_t)-1;
-	if (c->api_socket_group != NULL && !is_bad(ld, "API_SOCKET_GROUP") &&
-	    account_group(c->api_socket_group, &c->socket_gid, why, sizeof why) < 0)
-		c->socket_gid = (gid_t)-1;
+	confcheck_socket_ids(c->api_socket_owner, is_bad(ld, "API_SOCKET_OWNER"),
+			     c->api_socket_group, is_bad(ld, "API_SOCKET_GROUP"), &c->socket_uid,
+			     &c->socket_gid);
 }
 
 static int check_not_empty(struct load *ld, const struct var *v, const char *val)
@@ -751,37 +595,15 @@ static void check_budget(struct load *ld)
 		     c->db_connection_budget);
 }
 
-static bool is_loopback(const char *host)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-
-	if (strcasecmp(host, "localhost") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6) ||
-		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-	return false;
-}
-
-/* FastCGI has no authentication: whoever reaches the port can send requests
- * with any CGI parameters. Listening beyond loopback needs a peer list. */
+/* Listening beyond loopback over TCP needs a peer list (confcheck says why). */
 static void check_exposure(struct load *ld)
 {
 	const struct config *c = ld->cfg;
-	char q[PROBLEMS_QUOTE_BUF];
 
 	if (c->api_socket != NULL || ld->src->spawned || c->fcgi_web_server_addrs != NULL ||
-	    is_bad(ld, "API_HOST") || is_bad(ld, "API_SOCKET") || is_loopback(c->api_host))
+	    is_bad(ld, "API_HOST") || is_bad(ld, "API_SOCKET"))
 		return;
-	problems_quote(c->api_host, q, sizeof q);
-	problems_add(ld->p,
-		     "API_HOST=\"%s\": a non-loopback address requires "
-		     "FCGI_WEB_SERVER_ADDRS (comma-separated IPs of the web servers allowed to "
-		     "connect): FastCGI has no authentication",
-		     q);
+	confcheck_exposure(c->api_host, ld->p);
 }
 
 /* Every string row is owned by the config and may hold a secret. */
@@ -826,8 +648,7 @@ int config_load(struct config *cfg, const struct config_source *src, struct prob
 			load_var(&ld, &vars[i]);
 	check_budget(&ld);
 	check_exposure(&ld);
-	derive_run_ids(&ld);
-	derive_socket_ids(&ld);
+	derive_ids(&ld);
 	envfile_free(&ef);
 	return p->n == before ? 0 : -1;
 }

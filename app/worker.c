@@ -1,4 +1,5 @@
-/* worker: request threads over libfcgi.
+/* worker: request threads over libfcgi; what a request is answered is
+ * routes.c's, writing the answer is ours.
  *
  * We accept connections ourselves and hand the socket to libfcgi (through the
  * public ipcFd/keepConnection fields of FCGX_Request), so that no peer can pin
@@ -31,17 +32,14 @@
 #include "clock.h"
 #include "config.h"
 #include "dbslots.h"
-#include "health.h"
 #include "listenq.h"
-#include "healthcache.h"
-#include "healthflight.h"
 #include "log.h"
-#include "metrics.h"
 #include "peer.h"
 #include "pgconn.h"
 #include "pool.h"
 #include "pool_pg.h"
 #include "router.h"
+#include "routes.h"
 #include "scoreboard.h"
 #include "waitroom.h"
 #include "worker.h"
@@ -85,8 +83,6 @@ struct worker {
 	struct scoreboard *sb;
 	struct sb_slot *sb_slot;
 	int slot; /* index of sb_slot: our share of the connection bound */
-	int64_t started_ms;
-	long pid; /* for /health, without a getpid() call per request */
 	atomic_bool stopping;
 	atomic_long requests;
 	pthread_t main_tid;
@@ -101,16 +97,7 @@ struct worker {
 	bool alone;                 /* no master (WORKER_ALONE): it enforces its own stop */
 	bool stop_signalled;        /* a stop signal came (SIGUSR1, our own recycling, is none) */
 	int64_t stop_deadline_ms;
-	struct healthflight *flight; /* one /health/db check at a time (§5a) */
-};
-
-struct response {
-	int status;
-	const char *content_type;
-	char *body; /* malloc'd */
-	size_t len;
-	const char *allow;
-	int retry_after;
+	struct routes routes; /* what the requests are answered from */
 };
 
 /* A handler that does nothing: SIGUSR2 interrupts an idle thread's accept()
@@ -121,18 +108,7 @@ static void on_signal(int sig)
 	(void)sig;
 }
 
-static void respond_error(struct response *r, int status, const char *msg)
-{
-	char buf[128];
-	int n = snprintf(buf, sizeof(buf), "{\"error\":\"%s\"}", msg);
-
-	r->status = status;
-	r->content_type = "application/json";
-	r->body = xstrdup(buf);
-	r->len = (size_t)n;
-}
-
-static void write_response(FCGX_Request *req, const struct response *r, bool head)
+static void write_response(FCGX_Request *req, const struct routes_response *r, bool head)
 {
 	char hdr[512];
 	int n = snprintf(hdr, sizeof(hdr),
@@ -149,79 +125,6 @@ static void write_response(FCGX_Request *req, const struct response *r, bool hea
 	FCGX_PutStr(hdr, n, req->out);
 	if (!head && r->len)
 		FCGX_PutStr(r->body, (int)r->len, req->out);
-}
-
-/* Acquire a pooled connection and run SELECT 1, all within the deadline; a
- * pass is kept for HEALTH_DB_MAX_AGE_MS (healthcache). healthflight runs it. */
-static void check_db(void *arg, int64_t deadline_ms, struct health_db_check *chk)
-{
-	struct worker *w = arg;
-	int64_t t0 = clock_now_us();
-	struct pool_conn *c;
-	struct db_error err = { 0 };
-
-	chk->ok = false;
-	if (pool_acquire(w->pool, deadline_ms, &c, &err) == 0) {
-		int rc = pgconn_exec(pool_conn_handle(c), "SELECT 1", deadline_ms, NULL, &err);
-		pool_release(w->pool, c, rc != 0 && dberror_discards(&err));
-		chk->ok = rc == 0;
-	}
-	/* Behind an open breaker, report why it opened (unreachable, timeout…):
-	 * that is what an operator acts on; the breaker shows as "circuit". */
-	chk->circuit_open = err.category == DB_CIRCUIT_OPEN;
-	chk->category = chk->circuit_open && err.cause != DB_OK ? err.cause : err.category;
-	chk->response_ms = (double)(clock_now_us() - t0) / 1000.0;
-	health_stamp(chk);
-	sb_add(&w->sb_slot->probes.health_checks, 1);
-	healthcache_publish(w->sb, chk, clock_now_ms());
-	if (!chk->ok)
-		sb_add(&w->sb_slot->sat.health_failures[chk->category], 1);
-	if (!chk->ok)
-		log_warnx("health check failed category=%s circuit=%s ms=%.1f",
-			  db_category_name(chk->category), chk->circuit_open ? "open" : "closed",
-			  chk->response_ms);
-}
-
-static void pool_view(const struct worker *w, struct health_pool_view *v)
-{
-	struct sb_pool sum;
-
-	scoreboard_sum_pool(w->sb, &sum);
-	v->idle = (long)sb_gauge_get(&sum.idle);
-	v->in_use = (long)sb_gauge_get(&sum.in_use);
-	v->waiting = (long)sb_gauge_get(&sum.waiting);
-	v->breakers_open = (long)sb_gauge_get(&sum.breaker_open);
-	v->max = config_db_bound(w->cfg);
-}
-
-/* A recent enough check of any worker, else this worker's next check. A
- * request whose deadline passed while it waited for one is no answer of a
- * check, and is not counted by source. */
-static void answer_health_db(struct worker *w, struct health_db_check *chk)
-{
-	int64_t now = clock_now_ms();
-	enum sb_health_source src = SB_HEALTH_CACHED;
-
-	if (!healthcache_get(w->sb, w->cfg->health_db_max_age_ms, now, chk)) {
-		switch (healthflight_run(w->flight, now + w->cfg->health_timeout_ms, chk)) {
-		case HEALTHFLIGHT_CHECK: src = SB_HEALTH_CHECK; break;
-		case HEALTHFLIGHT_SHARED: src = SB_HEALTH_SHARED; break;
-		case HEALTHFLIGHT_TIMEOUT: return;
-		}
-	}
-	sb_add(&w->sb_slot->probes.health_answers[src], 1);
-}
-
-static void respond_health_db(struct worker *w, struct response *r)
-{
-	struct health_db_check chk;
-	struct health_pool_view view;
-
-	answer_health_db(w, &chk);
-	pool_view(w, &view);
-	r->content_type = "application/health+json";
-	r->body = health_db_body(&chk, &view, w->cfg->health_details, &r->status, &r->retry_after,
-				 &r->len);
 }
 
 /* Sample the accept queue into the scoreboard: at each scrape, and from the
@@ -247,24 +150,10 @@ static void sample_listen_queue(struct worker *w, bool now)
 	w->lq_kind = LISTENQ_NONE;
 }
 
-static void dispatch(struct worker *w, const struct route_match *m, struct response *r)
+/* At each scrape (routes' before_metrics). */
+static void sample_listen_queue_now(void *arg)
 {
-	switch (m->route) {
-	case ROUTE_HEALTH:
-		r->status = 200;
-		r->content_type = "application/health+json";
-		r->body = health_live_body((long)((clock_now_ms() - w->started_ms) / 1000), w->pid,
-					   &r->len);
-		break;
-	case ROUTE_HEALTH_DB: respond_health_db(w, r); break;
-	case ROUTE_METRICS:
-		sample_listen_queue(w, true);
-		r->status = 200;
-		r->content_type = METRICS_CONTENT_TYPE;
-		r->body = metrics_render(w->sb, w->cfg, &r->len);
-		break;
-	default: respond_error(r, 404, "not found"); break;
-	}
+	sample_listen_queue(arg, true);
 }
 
 static void log_request(const struct worker *w, enum route route, int status, int64_t us)
@@ -301,29 +190,14 @@ static void bound_io(struct request_thread *t, int fd)
 static void handle_request(struct request_thread *t, FCGX_Request *req)
 {
 	struct worker *w = t->w;
-	int64_t t0 = clock_now_us();
-	struct route_match m;
-	struct response r = { 0 };
+	struct routes_response r;
 
-	router_resolve(FCGX_GetParam("REQUEST_METHOD", req->envp),
-		       FCGX_GetParam("PATH_INFO", req->envp),
-		       FCGX_GetParam("REQUEST_URI", req->envp), &m);
-	if (m.status == 404) {
-		respond_error(&r, 404, "not found");
-	} else if (m.status == 405) {
-		respond_error(&r, 405, "method not allowed");
-		r.allow = "GET, HEAD";
-	} else {
-		dispatch(w, &m, &r);
-	}
-	/* Counted before the answer leaves, so a scrape that follows it sees it. */
-	int64_t us = clock_now_us() - t0;
-	scoreboard_request(w->sb_slot, m.route, r.status, us);
+	routes_answer(&w->routes, req, &r);
 	if (r.len + 512 > UNBLOCKED_WRITE_MAX) /* 512: write_response's header */
 		bound_io(t, req->ipcFd);
-	write_response(req, &r, m.head);
+	write_response(req, &r, r.head);
 	free(r.body);
-	log_request(w, m.route, r.status, us);
+	log_request(w, r.route, r.status, r.us);
 }
 
 static void log_refused_peer(const struct sockaddr *sa)
@@ -798,7 +672,8 @@ static int db_init_worker(struct worker *w)
 		return -1;
 	}
 	pool_set_mirror(w->pool, &w->sb_slot->pool);
-	w->flight = healthflight_new(check_db, w);
+	w->routes.pool = w->pool;
+	routes_init_worker(&w->routes);
 	return 0;
 }
 
@@ -806,7 +681,7 @@ static int db_init_worker(struct worker *w)
  * cleanly (PQfinish sends Terminate), so the server logs no broken client. */
 static void db_stop_worker(struct worker *w)
 {
-	healthflight_free(w->flight);
+	routes_stop_worker(&w->routes);
 	pool_destroy(w->pool);
 	pgconn_params_free(w->db_params);
 }
@@ -859,8 +734,13 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 			    .sb = sb,
 			    .sb_slot = &sb->slots[slot],
 			    .slot = slot,
-			    .started_ms = started_ms,
-			    .pid = (long)getpid(),
+			    .routes = { .cfg = cfg,
+					.sb = sb,
+					.sb_slot = &sb->slots[slot],
+					.started_ms = started_ms,
+					.pid = (long)getpid(),
+					.before_metrics = sample_listen_queue_now,
+					.before_metrics_arg = &w },
 			    .main_tid = pthread_self(),
 			    .alone = mode == WORKER_ALONE };
 	/* A worker that cannot start with this configuration exits EX_CONFIG,
