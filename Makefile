@@ -96,7 +96,7 @@ test_migplan_SRCS := app/migplan.c app/migsplit.c app/problems.c tests/unit/migf
 test_migrate_SRCS := app/migrate.c app/migplan.c app/migsplit.c app/problems.c app/retry.c tests/unit/migfixture.c \
 	tests/unit/migfixture.h
 test_pgconn_SRCS := $(PGCONN_SRCS)
-test_pool_SRCS := app/pool.c app/pool_dial.c app/retry.c $(PGCONN_SRCS) app/scoreboard.c \
+test_pool_SRCS := app/pool.c app/pool_dial.c app/pool_mirror.c app/retry.c $(PGCONN_SRCS) app/scoreboard.c \
 	app/router.c
 test_health_SRCS := app/health.c $(PGCONN_SRCS) app/log.c
 test_privdrop_SRCS := app/privdrop.c app/account.c

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool_dial.h"
+#include "pool_mirror.h"
 #include "retry.h"
 #include "scoreboard.h"
 #include "thread.h"
@@ -76,14 +77,12 @@ struct pool {
 	int n_idle, n_in_use, n_opening, n_waiting;
 	int n_closing; /* detached for closing, still open: they count toward the bound */
 	struct pool_waiter *head, *tail;
-	struct pool_dial *dial;      /* opens connections; counts the connects */
-	struct retry_rng rng;        /* lifetime jitter */
-	struct pool_stats st;        /* counters; the rest is filled in pool_stats() */
-	struct sb_pool *mirror;      /* the worker's scoreboard section, or NULL */
-	struct pool_stats published; /* counters as last added to the mirror */
-	uint64_t published_dead;     /* preping_evictions as last added to closes[dead] */
-	/* The waits of st.wait_us by duration bucket, and as last published. */
-	uint64_t wait_buckets[SB_DURATION_BUCKETS], published_wait_buckets[SB_DURATION_BUCKETS];
+	struct pool_dial *dial;    /* opens connections; counts the connects */
+	struct retry_rng rng;      /* lifetime jitter */
+	struct pool_stats st;      /* counters; the rest is filled in pool_stats() */
+	struct pool_mirror mirror; /* the copy in the worker's scoreboard section */
+	/* The waits of st.wait_us by duration bucket. */
+	uint64_t wait_buckets[SB_DURATION_BUCKETS];
 };
 
 static void pool_timeout(struct db_error *err, const char *why)
@@ -108,58 +107,17 @@ static struct timespec abs_timespec(int64_t ms)
 /* ---- scoreboard mirror ----
  * Every change of the numbers happens under the mutex, so publishing just
  * before each unlock (and before each condvar wait, which unlocks) keeps the
- * shared copy current without a lock on the reader's side. Counters are
- * published as deltas, so a respawned worker continues its slot's totals.
- * The connect counters are pool_dial's, which adds them itself. */
-
-static void add_delta(sb_counter *dst, uint64_t now, uint64_t *last)
-{
-	if (now != *last)
-		sb_add(dst, now - *last);
-	*last = now;
-}
-
-/* After acquire_waits, with release: a reader that loads the buckets first
- * (acquire) never sees more waits in them than in the count. */
-static void publish_wait_buckets_locked(struct pool *p)
-{
-	for (int i = 0; i < SB_DURATION_BUCKETS; i++) {
-		uint64_t d = p->wait_buckets[i] - p->published_wait_buckets[i];
-		if (d)
-			atomic_fetch_add_explicit(&p->mirror->wait_buckets[i], d,
-						  memory_order_release);
-		p->published_wait_buckets[i] = p->wait_buckets[i];
-	}
-}
-
-static void publish_counters_locked(struct pool *p)
-{
-	struct sb_pool *m = p->mirror;
-	struct pool_stats *st = &p->st, *last = &p->published;
-
-	add_delta(&m->acquires, st->acquires, &last->acquires);
-	add_delta(&m->acquire_waits, st->acquires_waited, &last->acquires_waited);
-	add_delta(&m->acquire_wait_us, st->wait_us, &last->wait_us);
-	add_delta(&m->timeouts, st->timeouts, &last->timeouts);
-	add_delta(&m->preping_evictions, st->preping_evictions, &last->preping_evictions);
-	add_delta(&m->closes[SB_CLOSE_IDLE], st->idle_closes, &last->idle_closes);
-	add_delta(&m->closes[SB_CLOSE_LIFETIME], st->lifetime_closes, &last->lifetime_closes);
-	add_delta(&m->closes[SB_CLOSE_OVERFLOW], st->overflow_closes, &last->overflow_closes);
-	add_delta(&m->closes[SB_CLOSE_DEAD], st->preping_evictions, &p->published_dead);
-	add_delta(&m->closes[SB_CLOSE_BROKEN], st->discards, &last->discards);
-	publish_wait_buckets_locked(p);
-}
+ * shared copy current without a lock on the reader's side. */
 
 static void publish_locked(struct pool *p)
 {
-	if (!p->mirror)
+	if (!p->mirror.sb)
 		return;
 	const int64_t gauges[] = {
 		p->n_idle, p->n_in_use, p->n_opening, p->n_waiting, pool_dial_breaker_open(p->dial),
 	};
 
-	scoreboard_set_pool_gauges(p->mirror, gauges);
-	publish_counters_locked(p);
+	pool_mirror_publish(&p->mirror, gauges, &p->st, p->wait_buckets);
 }
 
 static void pool_unlock(struct pool *p)
@@ -171,10 +129,7 @@ static void pool_unlock(struct pool *p)
 void pool_set_mirror(struct pool *p, struct sb_pool *mirror)
 {
 	pthread_mutex_lock(&p->mu);
-	p->mirror = mirror;
-	p->published = p->st;
-	p->published_dead = p->st.preping_evictions;
-	memcpy(p->published_wait_buckets, p->wait_buckets, sizeof(p->wait_buckets));
+	pool_mirror_attach(&p->mirror, mirror, &p->st, p->wait_buckets);
 	pool_dial_set_mirror(p->dial, mirror);
 	pool_unlock(p);
 }
