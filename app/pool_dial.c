@@ -282,12 +282,13 @@ static void *dial(struct pool_dial *d, int64_t deadline_ms, struct pgconn_info *
 	 * which is no fault of the database (no breaker, no hold). */
 	if (d->o.quota.reserve) {
 		atomic_store(&d->reserving, true);
-		int rc = d->o.quota.reserve(d->o.quota.arg, deadline_ms);
-		atomic_store(&d->reserving, false);
-		if (rc < 0) {
+		if (d->o.quota.reserve(d->o.quota.arg, deadline_ms) < 0) {
+			/* Still "reserving" until the pool is told: a waiter that
+			 * times out meanwhile answers pool_timeout, as it will. */
 			fail_with(err, DB_POOL_TIMEOUT, "instance connection bound reached");
 			return NULL;
 		}
+		atomic_store(&d->reserving, false);
 	}
 	retry_run(&d->o.retry, &t.rng, deadline_ms, connect_attempt, connect_failed, &t);
 	if (!t.handle) {
@@ -317,6 +318,7 @@ static void *dial_main(void *arg)
 		struct db_error err = { 0 };
 		void *h = dial(d, deadline, &info, &err);
 		d->done(d->done_arg, h, &info, &err);
+		atomic_store(&d->reserving, false);
 		pthread_mutex_lock(&d->mu);
 	}
 	pthread_mutex_unlock(&d->mu);
