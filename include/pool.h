@@ -11,6 +11,7 @@
 
 #include "pgconn.h"
 #include "pool_connector.h"
+#include "pool_mirror.h"
 #include "retry.h"
 
 struct config;
@@ -34,30 +35,6 @@ struct pool_options {
 	int64_t breaker_cooldown_ms;
 	uint64_t seed;           /* jitter RNG; 0 = from pid and time */
 	struct pool_quota quota; /* the instance's bound; zero: none */
-};
-
-/* Counters only grow; the gauges are a snapshot. connects_failed is indexed
- * by enum db_category. */
-struct pool_stats {
-	int idle, in_use, opening, waiting, max;
-	int breaker_state;        /* enum retry_breaker_state */
-	uint64_t acquires;        /* successful and failed */
-	uint64_t acquires_waited; /* had to queue for a connection */
-	uint64_t wait_us;         /* total time spent queued */
-	uint64_t timeouts;        /* pool_timeout errors */
-	uint64_t connects_ok;
-	uint64_t connect_us; /* total duration of successful connects */
-	uint64_t connects_failed[DB_CATEGORY_COUNT];
-	uint64_t retries;
-	uint64_t breaker_rejects; /* circuit_open errors */
-	uint64_t breaker_opens;
-	uint64_t held;              /* answered from a held failure */
-	uint64_t preping_evictions; /* dead on checkout, replaced */
-	uint64_t idle_closes;
-	uint64_t lifetime_closes;
-	uint64_t overflow_closes;
-	uint64_t discards; /* returned broken or inside a transaction */
-	uint64_t maintenance_wakeups;
 };
 
 struct pool;

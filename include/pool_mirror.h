@@ -1,5 +1,6 @@
-/* pool_mirror: the pool's copy of its numbers in the worker's scoreboard
- * section, for /metrics and /health/db (internal to pool*.c). Gauges are
+/* pool_mirror: the pool's numbers (struct pool_stats, which pool_stats() in
+ * pool.h fills), and their copy in the worker's scoreboard section, for
+ * /metrics and /health/db (the copy is internal to pool*.c). Gauges are
  * stored; counters are added as deltas, so a respawned worker continues its
  * slot's totals. The caller serializes the calls (pool.c: under its mutex).
  * The connect counters are pool_dial's, which adds them itself. */
@@ -8,8 +9,31 @@
 
 #include <stdint.h>
 
-#include "pool.h"
 #include "scoreboard.h"
+
+/* Counters only grow; the gauges are a snapshot. connects_failed is indexed
+ * by enum db_category. */
+struct pool_stats {
+	int idle, in_use, opening, waiting, max;
+	int breaker_state;        /* enum retry_breaker_state */
+	uint64_t acquires;        /* successful and failed */
+	uint64_t acquires_waited; /* had to queue for a connection */
+	uint64_t wait_us;         /* total time spent queued */
+	uint64_t timeouts;        /* pool_timeout errors */
+	uint64_t connects_ok;
+	uint64_t connect_us; /* total duration of successful connects */
+	uint64_t connects_failed[DB_CATEGORY_COUNT];
+	uint64_t retries;
+	uint64_t breaker_rejects; /* circuit_open errors */
+	uint64_t breaker_opens;
+	uint64_t held;              /* answered from a held failure */
+	uint64_t preping_evictions; /* dead on checkout, replaced */
+	uint64_t idle_closes;
+	uint64_t lifetime_closes;
+	uint64_t overflow_closes;
+	uint64_t discards; /* returned broken or inside a transaction */
+	uint64_t maintenance_wakeups;
+};
 
 struct pool_mirror {
 	struct sb_pool *sb;          /* the worker's scoreboard section, or NULL */
