@@ -239,6 +239,10 @@ def test_db_bound_holds_through_sighups_and_a_killed_worker(neonfcgi, nginx, dev
                 srv.wait_workers(workers, timeout=15.0, exclude=[victim])
                 wait_until(lambda n=len(results): len(results) > n + 50, 10.0,
                            what="requests after the kill")
+                # Recycling needs MAX_REQUESTS answers in one worker: on a
+                # loaded machine keep the load on until two workers did it.
+                wait_until(lambda: srv.log().count("worker recycling") >= 2, 30.0,
+                           what="two workers recycled by MAX_REQUESTS")
             finally:
                 stop.set()
                 for t in threads:
