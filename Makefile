@@ -80,10 +80,10 @@ $(BUILD)/obj $(BUILD)/tests:
 CONNINFO_SRCS := app/conninfo.c app/problems.c app/redact.c app/pqopts.c app/cabundle.c
 PGCONN_SRCS := app/pgconn.c app/dberror.c app/resolve.c $(CONNINFO_SRCS)
 test_config_SRCS := app/config.c app/confcheck.c app/envfile.c app/dbsource.c app/peer.c app/account.c \
-	$(CONNINFO_SRCS)
+	$(CONNINFO_SRCS) tests/unit/cwd_fixture.c
 # cabundle is faked in test_conninfo.c: which bundle "exists" is the test's.
 test_conninfo_SRCS := $(filter-out app/cabundle.c,$(CONNINFO_SRCS))
-test_dbsource_SRCS := app/dbsource.c $(CONNINFO_SRCS)
+test_dbsource_SRCS := app/dbsource.c $(CONNINFO_SRCS) tests/unit/cwd_fixture.c
 test_envfile_SRCS := app/envfile.c app/problems.c
 test_router_SRCS := app/router.c
 test_fcgiguard_SRCS := app/fcgiguard.c app/router.c

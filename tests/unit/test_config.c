@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cwd_fixture.h"
 
 #define SECRET     "s3cr3t-P@ss:w0rd"
 #define SECRET_ENC "s3cr3t-P%40ss%3Aw0rd"
@@ -31,9 +32,6 @@ struct run {
 	struct problems p;
 	int rc;
 };
-
-static char tmpdir[64];
-static char oldcwd[4096];
 
 /* ---- helpers ---- */
 
@@ -1324,25 +1322,6 @@ static void test_destroy_and_reload(void **state)
 	unlink("reload.env");
 }
 
-/* ---- fixture: a private working directory ---- */
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/neonfcgi-config-XXXXXX");
-	if (getcwd(oldcwd, sizeof oldcwd) == NULL || mkdtemp(tmpdir) == NULL || chdir(tmpdir) != 0)
-		return -1;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	if (chdir(oldcwd) != 0 || rmdir(tmpdir) != 0)
-		return -1;
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1383,5 +1362,5 @@ int main(void)
 		cmocka_unit_test(test_destroy_and_reload),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, cwd_fixture_setup, cwd_fixture_teardown);
 }

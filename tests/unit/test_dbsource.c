@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "conninfo.h"
+#include "cwd_fixture.h"
 #include "dbsource.h"
 #include "problems.h"
 
@@ -29,9 +30,6 @@
 	"postgres://app:"                                                                          \
 	"s3cr3t-P%40ss%3Aw0rd"                                                                     \
 	"@db.example.com/app?sslmode=verify-full"
-
-static char tmpdir[64];
-static char oldcwd[4096];
 
 static void write_bytes(const char *path, const char *bytes, size_t len)
 {
@@ -536,25 +534,6 @@ static void test_secret_vars(void **state)
 	assert_true(url && pg);
 }
 
-/* ---- fixture: a private working directory ---- */
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/neonfcgi-dbsource-XXXXXX");
-	if (getcwd(oldcwd, sizeof oldcwd) == NULL || mkdtemp(tmpdir) == NULL || chdir(tmpdir) != 0)
-		return -1;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	if (chdir(oldcwd) != 0 || rmdir(tmpdir) != 0)
-		return -1;
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -573,5 +552,5 @@ int main(void)
 		cmocka_unit_test(test_secret_vars),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, cwd_fixture_setup, cwd_fixture_teardown);
 }
