@@ -46,13 +46,23 @@ struct slot {
 	int64_t head_ms;
 };
 
+/* A connection whose request head is complete, waiting for a request thread.
+ * due: the worker's accept count from which it is served even while the
+ * kernel's accept queue is not empty, because what was queued there when it
+ * became ready arrived before it (waitroom_opts.ticket). */
+struct ready_conn {
+	int fd;
+	bool kept;
+	uint64_t due;
+};
+
 struct waitroom {
 	struct waitroom_opts o;
 	pthread_mutex_t mu;
 	int epfd, wakefd;
 	struct slot slots[ROOM_MAX];
 	size_t nslots;
-	int ready[ROOM_MAX]; /* a ring */
+	struct ready_conn ready[ROOM_MAX]; /* a ring */
 	size_t ready_first, nready;
 	int64_t wake_at; /* the thread looks at deadlines again by then */
 	bool started, stopped;
@@ -229,15 +239,59 @@ void waitroom_close(struct waitroom *wr, int fd)
 		close(fd);
 }
 
-int waitroom_take(struct waitroom *wr)
+/* Under the lock: append to the ready ring; false when it is full. */
+static bool push_ready(struct waitroom *wr, int fd, bool kept, uint64_t due)
+{
+	if (wr->nready == ROOM_MAX)
+		return false;
+	wr->ready[(wr->ready_first + wr->nready) % ROOM_MAX] =
+	    (struct ready_conn){ .fd = fd, .kept = kept, .due = due };
+	wr->nready++;
+	return true;
+}
+
+static uint64_t ticket(const struct waitroom *wr)
+{
+	return wr->o.ticket ? wr->o.ticket(wr->o.ticket_arg) : 0;
+}
+
+int waitroom_requeue(struct waitroom *wr, int fd, bool kept)
+{
+	uint64_t due = ticket(wr);
+	bool queued;
+
+	pthread_mutex_lock(&wr->mu);
+	queued = !wr->stopped && push_ready(wr, fd, kept, due);
+	pthread_mutex_unlock(&wr->mu);
+	return queued ? 0 : -1;
+}
+
+bool waitroom_has_ready(struct waitroom *wr)
+{
+	bool any;
+
+	pthread_mutex_lock(&wr->mu);
+	any = wr->nready > 0;
+	pthread_mutex_unlock(&wr->mu);
+	return any;
+}
+
+int waitroom_take(struct waitroom *wr, uint64_t accepted, bool any, bool *kept)
 {
 	int fd = -1;
 
 	pthread_mutex_lock(&wr->mu);
 	if (wr->nready > 0) {
-		fd = wr->ready[wr->ready_first];
-		wr->ready_first = (wr->ready_first + 1) % ROOM_MAX;
-		wr->nready--;
+		const struct ready_conn *c = &wr->ready[wr->ready_first];
+
+		if (any || c->due <= accepted) {
+			fd = c->fd;
+			*kept = c->kept;
+			wr->ready_first = (wr->ready_first + 1) % ROOM_MAX;
+			wr->nready--;
+		} else {
+			fd = -2;
+		}
 	}
 	pthread_mutex_unlock(&wr->mu);
 	return fd;
@@ -260,17 +314,14 @@ static bool drain(int fd, unsigned char *buf)
 	return false;
 }
 
-static void make_ready(struct waitroom *wr, size_t i)
+static void make_ready(struct waitroom *wr, size_t i, uint64_t due)
 {
 	int fd = wr->slots[i].fd;
+	bool kept = wr->slots[i].kept;
 
 	remove_slot(wr, i);
-	if (wr->nready == ROOM_MAX) {
+	if (!push_ready(wr, fd, kept, due))
 		close(fd);
-		return;
-	}
-	wr->ready[(wr->ready_first + wr->nready) % ROOM_MAX] = fd;
-	wr->nready++;
 }
 
 static void make_lingering(struct waitroom *wr, size_t i)
@@ -286,13 +337,13 @@ static void make_lingering(struct waitroom *wr, size_t i)
 
 /* Act on a waiting connection's verdict (slot i, examined unlocked). */
 static void settle(struct waitroom *wr, size_t i, enum waitroom_state st,
-		   const struct fcgiguard_result *r)
+		   const struct fcgiguard_result *r, uint64_t due)
 {
 	struct slot *s = &wr->slots[i];
 	int fd = s->fd;
 
 	switch (st) {
-	case WAITROOM_READY: make_ready(wr, i); break;
+	case WAITROOM_READY: make_ready(wr, i, due); break;
 	case WAITROOM_LINGER: make_lingering(wr, i); break;
 	case WAITROOM_CLOSE:
 		remove_slot(wr, i);
@@ -312,6 +363,7 @@ static void on_event(struct waitroom *wr, int fd)
 {
 	struct fcgiguard_result r;
 	enum waitroom_state st;
+	uint64_t due = 0;
 	ssize_t i;
 	bool lingering;
 
@@ -325,12 +377,14 @@ static void on_event(struct waitroom *wr, int fd)
 		st = drain(fd, wr->buf) ? WAITROOM_CLOSE : WAITROOM_WAIT;
 	else
 		st = waitroom_examine(wr, fd, wr->buf, &r);
+	if (st == WAITROOM_READY)
+		due = ticket(wr); /* before the lock: it may sample the accept queue */
 	pthread_mutex_lock(&wr->mu);
 	if (lingering && st == WAITROOM_CLOSE) {
 		remove_slot(wr, (size_t)i);
 		close(fd);
 	} else if (!lingering) {
-		settle(wr, (size_t)i, st, &r);
+		settle(wr, (size_t)i, st, &r, due);
 	}
 	pthread_mutex_unlock(&wr->mu);
 }
@@ -453,7 +507,7 @@ static void empty_room(struct waitroom *wr)
 		char c;
 
 		if (!s.lingering && recv(s.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
-			make_ready(wr, 0);
+			make_ready(wr, 0, 0); /* stopping: nothing is accepted any more */
 		} else {
 			remove_slot(wr, 0);
 			close(s.fd);
@@ -476,13 +530,14 @@ void waitroom_stop(struct waitroom *wr)
 
 void waitroom_free(struct waitroom *wr)
 {
+	bool kept;
 	int fd;
 
 	if (wr == NULL)
 		return;
 	if (!wr->stopped || wr->started)
 		waitroom_stop(wr);
-	while ((fd = waitroom_take(wr)) >= 0)
+	while ((fd = waitroom_take(wr, 0, true, &kept)) >= 0)
 		close(fd);
 	if (wr->epfd >= 0)
 		close(wr->epfd);

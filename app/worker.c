@@ -55,7 +55,8 @@
  * peer costs a thread no more than this. */
 #define FIRST_DATA_WAIT_MS 2
 /* ...and this long for the next request on a kept connection (nginx sends
- * back to back under load) before the connection waits in the room. */
+ * back to back under load) before the connection waits in the room, unless
+ * another connection is waiting meanwhile (hold_kept). */
 #define KEEPALIVE_HOLD_MS 50
 /* After our answer, how long a request thread waits for the web server to
  * close its side before the waiting room takes over (close_after_peer). */
@@ -94,6 +95,8 @@ struct worker {
 	struct waitroom *room;
 	enum listenq_kind lq_kind;  /* of listen_fd; NONE once sampling failed */
 	_Atomic int64_t lq_next_ms; /* the accept path samples the queue again from then */
+	_Atomic long lq_queued;     /* the accept queue's length at the last sample */
+	atomic_ulong accepted;      /* connections accepted: the waiting room's tickets */
 	bool alone;                 /* no master (WORKER_ALONE): it enforces its own stop */
 	bool stop_signalled;        /* a stop signal came (SIGUSR1, our own recycling, is none) */
 	int64_t stop_deadline_ms;
@@ -143,6 +146,7 @@ static void sample_listen_queue(struct worker *w, bool now)
 		     !atomic_compare_exchange_strong(&w->lq_next_ms, &next, t + LISTENQ_SAMPLE_MS)))
 		return;
 	if (listenq_sample(w->listen_fd, w->lq_kind, &q) == 0) {
+		atomic_store_explicit(&w->lq_queued, (long)q.queued, memory_order_relaxed);
 		scoreboard_listen_queue(w->sb, q.queued, q.limit);
 		return;
 	}
@@ -208,16 +212,55 @@ static void log_refused_peer(const struct sockaddr *sa)
 	log_warnx("peer refused: not in FCGI_WEB_SERVER_ADDRS peer=%s", name);
 }
 
-/* Accept one allowed connection, or take one the waiting room found ready;
- * -1 when stopping (ready connections are served first). */
-static int accept_connection(struct worker *w)
+/* Whether a connection waits in the kernel's accept queue (shared with the
+ * other workers: one may take it first). */
+static bool listen_waiting(const struct worker *w)
+{
+	struct pollfd p = { .fd = w->listen_fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+/* Connections are served in arrival order, whichever way they come: from
+ * the kernel's accept queue, or ready in the waiting room (a kept-alive
+ * connection's next request, a slow head). One that becomes ready while the
+ * accept queue holds q connections arrived after them; this worker takes
+ * about q / WORKERS of those, so it is due once that many more have been
+ * accepted here (or as soon as the accept queue is empty). Without this, a
+ * kept connection's requests overtake every new connection, and with nginx's
+ * upstream keepalive on, new connections waited up to a second at c=256
+ * (bench/results/README.md). */
+static uint64_t arrival_ticket(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t now = atomic_load(&w->accepted);
+	long ahead;
+
+	if (!listen_waiting(w))
+		return now;
+	sample_listen_queue(w, false);
+	ahead = atomic_load_explicit(&w->lq_queued, memory_order_relaxed) / w->cfg->workers;
+	return now + (uint64_t)(ahead > 1 ? ahead : 1);
+}
+
+/* The next connection in arrival order (arrival_ticket): a due one from the
+ * waiting room, else a new one (accepted from an allowed peer), else, when
+ * the accept queue is empty, one from the room that was not due yet. -1 when
+ * stopping (ready connections are served first). *kept: it served a request
+ * before. */
+static int accept_connection(struct worker *w, bool *kept)
 {
 	for (;;) {
-		int fd = waitroom_take(w->room);
+		int fd = waitroom_take(w->room, atomic_load(&w->accepted), false, kept);
+
 		if (fd >= 0)
 			return fd;
-		if (atomic_load(&w->stopping))
-			return -1;
+		if (atomic_load(&w->stopping) || (fd == -2 && !listen_waiting(w))) {
+			fd = waitroom_take(w->room, 0, true, kept);
+			if (fd >= 0 || atomic_load(&w->stopping))
+				return fd >= 0 ? fd : -1;
+		}
+		*kept = false;
 		sample_listen_queue(w, false);
 		struct sockaddr_storage sa;
 		socklen_t len = sizeof(sa);
@@ -230,6 +273,7 @@ static int accept_connection(struct worker *w)
 				poll(NULL, 0, 10); /* let descriptors free up instead of spinning */
 			continue;
 		}
+		atomic_fetch_add(&w->accepted, 1);
 		if (peer_allowed(w->allow, (struct sockaddr *)&sa))
 			return fd;
 		sb_add(&w->sb_slot->sat.refused_peers, 1);
@@ -274,6 +318,20 @@ static int head_while_stopping(struct request_thread *t, int fd, bool kept, int6
 	return -1;
 }
 
+/* Wait up to KEEPALIVE_HOLD_MS for the next request on kept connection fd,
+ * while no other connection waits: one in the accept queue ends the wait, and
+ * so does one ready in the waiting room, whose kick finds this thread idle. */
+static void hold_kept(struct request_thread *t, int fd)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN | POLLRDHUP },
+			       { .fd = t->w->listen_fd, .events = POLLIN } };
+
+	atomic_store(&t->state, THREAD_IDLE);
+	if (!waitroom_has_ready(t->w->room))
+		(void)poll(p, 2, KEEPALIVE_HOLD_MS);
+	atomic_store(&t->state, THREAD_BUSY);
+}
+
 /* Until fd's request head is all here (0), else hand fd on (-1): closed,
  * lingering after an error answer, or waiting in the room. kept: fd served a
  * request before. */
@@ -294,7 +352,10 @@ static int ready_head(struct request_thread *t, int fd, bool kept)
 			return head_while_stopping(t, fd, kept, t0 + FIRST_RECORD_TIMEOUT_MS);
 		if (t->head.seen > 0 || waited)
 			break;
-		wait_data(fd, kept ? KEEPALIVE_HOLD_MS : FIRST_DATA_WAIT_MS);
+		if (kept)
+			hold_kept(t, fd);
+		else
+			wait_data(fd, FIRST_DATA_WAIT_MS);
 		waited = true;
 	}
 	int64_t deadline =
@@ -311,8 +372,30 @@ static void count_busy(struct request_thread *t, bool busy)
 	t->counted_busy = busy;
 }
 
-/* Get the next request: on the kept-alive connection if there is one, else on
- * a newly accepted (or ready) connection. 0 when req holds a request. */
+/* After a request on kept connection fd: while another connection waits,
+ * fd goes behind it (to the waiting room's ready queue, or to wait there for
+ * its next request) instead of being served again at once; true when fd was
+ * handed on so. */
+static bool yield_kept(struct request_thread *t, int fd)
+{
+	struct waitroom *room = t->w->room;
+
+	if (!waitroom_has_ready(room) && !listen_waiting(t->w))
+		return false;
+	switch (waitroom_examine(room, fd, t->buf, &t->head)) {
+	case WAITROOM_READY: return waitroom_requeue(room, fd, true) == 0;
+	case WAITROOM_WAIT:
+		return waitroom_park(room, fd, clock_now_ms() + KEEPALIVE_IDLE_TIMEOUT_MS,
+				     FIRST_RECORD_TIMEOUT_MS) == 0;
+	case WAITROOM_CLOSE: close(fd); return true;
+	case WAITROOM_LINGER: waitroom_close(room, fd); return true;
+	}
+	return false;
+}
+
+/* Get the next request: on the kept-alive connection if there is one and
+ * nobody waits (yield_kept), else on the next connection in arrival order
+ * (accept_connection). 0 when req holds a request. */
 static int next_request(struct request_thread *t, FCGX_Request *req)
 {
 	for (;;) {
@@ -320,11 +403,11 @@ static int next_request(struct request_thread *t, FCGX_Request *req)
 		bool kept = fd >= 0;
 
 		req->ipcFd = -1;
-		if (!kept) {
+		if (!kept || yield_kept(t, fd)) {
 			t->io_fd = -1;
 			atomic_store(&t->state, THREAD_IDLE);
 			count_busy(t, false);
-			fd = accept_connection(t->w);
+			fd = accept_connection(t->w, &kept);
 			if (fd < 0)
 				return -1;
 		}
@@ -705,6 +788,8 @@ static int room_init_worker(struct worker *w)
 	struct waitroom_opts room = { .max_conns = w->cfg->workers * w->cfg->worker_threads,
 				      .kick = kick_idle_thread,
 				      .kick_arg = w,
+				      .ticket = arrival_ticket,
+				      .ticket_arg = w,
 				      .rejected = count_rejected,
 				      .rejected_arg = w->sb_slot };
 

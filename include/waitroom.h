@@ -4,6 +4,7 @@
 #ifndef NEONFCGI_WAITROOM_H
 #define NEONFCGI_WAITROOM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fcgiguard.h"
@@ -14,6 +15,11 @@ struct waitroom_opts {
 	long max_conns;          /* our FCGI_GET_VALUES answer for FCGI_MAX_CONNS/REQS */
 	void (*kick)(void *arg); /* wake an idle request thread: a connection is ready */
 	void *kick_arg;
+	/* The worker's accept count from which a connection that is ready now
+	 * comes before the accept queue (what is queued there arrived before
+	 * it), or NULL: ready connections always come first. */
+	uint64_t (*ticket)(void *arg);
+	void *ticket_arg;
 	/* Input refused (fcgiguard's reason or FCGIGUARD_WHY_*), or NULL. */
 	void (*rejected)(void *arg, const char *reason);
 	void *rejected_arg;
@@ -47,7 +53,16 @@ int waitroom_park(struct waitroom *wr, int fd, int64_t deadline_ms, int64_t head
 /* Hand over fd to be closed: shut our side, read what the peer still sends for
  * a bounded time (so it sees our answer rather than a reset), then close. */
 void waitroom_close(struct waitroom *wr, int fd);
-/* A connection whose request head is complete, or -1. */
-int waitroom_take(struct waitroom *wr);
+/* The first connection whose request head is complete, when it is due
+ * (accepted: the worker's accept count has reached its ticket) or any is
+ * true; -1 when there is none, -2 when the first is not due yet. *kept: it
+ * served a request before. */
+int waitroom_take(struct waitroom *wr, uint64_t accepted, bool any, bool *kept);
+/* Whether a connection is ready for a request thread. */
+bool waitroom_has_ready(struct waitroom *wr);
+/* Queue fd, whose request head is complete, behind the connections that
+ * arrived before it; -1 when the room is stopped or full: fd stays the
+ * caller's. */
+int waitroom_requeue(struct waitroom *wr, int fd, bool kept);
 
 #endif
