@@ -104,6 +104,8 @@ test_healthflight_SRCS := app/healthflight.c app/health.c $(PGCONN_SRCS) app/log
 test_healthcache_SRCS := app/healthcache.c app/health.c $(PGCONN_SRCS) app/log.c app/scoreboard.c \
 	app/router.c tests/unit/sb_fixture.c
 test_dbslots_SRCS := app/dbslots.c app/scoreboard.c app/router.c tests/unit/sb_fixture.c
+test_arrival_SRCS := app/arrival.c app/listenq.c app/waitroom.c app/fcgiguard.c app/log.c app/scoreboard.c \
+	app/router.c tests/unit/sb_fixture.c
 # The utility layer (allocation, clock, threads) is linked into every test and fuzz target.
 UTIL_SRCS := app/xalloc.c app/clock.c app/thread.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -29,10 +29,10 @@
 
 #include <fcgiapp.h>
 
+#include "arrival.h"
 #include "clock.h"
 #include "config.h"
 #include "dbslots.h"
-#include "listenq.h"
 #include "log.h"
 #include "peer.h"
 #include "pgconn.h"
@@ -93,12 +93,9 @@ struct worker {
 	struct request_thread *threads;
 	long nthreads; /* started */
 	struct waitroom *room;
-	enum listenq_kind lq_kind;  /* of listen_fd; NONE once sampling failed */
-	_Atomic int64_t lq_next_ms; /* the accept path samples the queue again from then */
-	_Atomic long lq_queued;     /* the accept queue's length at the last sample */
-	atomic_ulong accepted;      /* connections accepted: the waiting room's tickets */
-	bool alone;                 /* no master (WORKER_ALONE): it enforces its own stop */
-	bool stop_signalled;        /* a stop signal came (SIGUSR1, our own recycling, is none) */
+	struct arrivals arr; /* the next connection, from listen_fd or the room */
+	bool alone;          /* no master (WORKER_ALONE): it enforces its own stop */
+	bool stop_signalled; /* a stop signal came (SIGUSR1, our own recycling, is none) */
 	int64_t stop_deadline_ms;
 	struct routes routes; /* what the requests are answered from */
 };
@@ -130,34 +127,12 @@ static void write_response(FCGX_Request *req, const struct routes_response *r, b
 		FCGX_PutStr(r->body, (int)r->len, req->out);
 }
 
-/* Sample the accept queue into the scoreboard: at each scrape, and from the
- * accept path at most every LISTENQ_SAMPLE_MS per worker (about 10 µs for a
- * unix socket's netlink round trip), so a peak between scrapes is seen. */
-#define LISTENQ_SAMPLE_MS 10
-static void sample_listen_queue(struct worker *w, bool now)
-{
-	struct listenq_sample q;
-	int64_t t = clock_now_ms(),
-		next = atomic_load_explicit(&w->lq_next_ms, memory_order_relaxed);
-
-	if (w->lq_kind == LISTENQ_NONE)
-		return;
-	if (!now && (t < next ||
-		     !atomic_compare_exchange_strong(&w->lq_next_ms, &next, t + LISTENQ_SAMPLE_MS)))
-		return;
-	if (listenq_sample(w->listen_fd, w->lq_kind, &q) == 0) {
-		atomic_store_explicit(&w->lq_queued, (long)q.queued, memory_order_relaxed);
-		scoreboard_listen_queue(w->sb, q.queued, q.limit);
-		return;
-	}
-	log_warn("cannot read the listen queue (neonfcgi_listen_queue is not exported)");
-	w->lq_kind = LISTENQ_NONE;
-}
-
 /* At each scrape (routes' before_metrics). */
 static void sample_listen_queue_now(void *arg)
 {
-	sample_listen_queue(arg, true);
+	struct worker *w = arg;
+
+	arrivals_sample(&w->arr, true);
 }
 
 static void log_request(const struct worker *w, enum route route, int status, int64_t us)
@@ -212,59 +187,18 @@ static void log_refused_peer(const struct sockaddr *sa)
 	log_warnx("peer refused: not in FCGI_WEB_SERVER_ADDRS peer=%s", name);
 }
 
-/* Whether a connection waits in the kernel's accept queue (shared with the
- * other workers: one may take it first). */
-static bool listen_waiting(const struct worker *w)
-{
-	struct pollfd p = { .fd = w->listen_fd, .events = POLLIN };
-
-	return poll(&p, 1, 0) == 1;
-}
-
-/* Connections are served in arrival order, whichever way they come: from
- * the kernel's accept queue, or ready in the waiting room (a kept-alive
- * connection's next request, a slow head). One that becomes ready while the
- * accept queue holds q connections arrived after them; this worker takes
- * about q / WORKERS of those, so it is due once that many more have been
- * accepted here (or as soon as the accept queue is empty). Without this, a
- * kept connection's requests overtake every new connection, and with nginx's
- * upstream keepalive on, new connections waited up to a second at c=256
- * (bench/results/README.md). */
-static uint64_t arrival_ticket(void *arg)
-{
-	struct worker *w = arg;
-	uint64_t now = atomic_load(&w->accepted);
-	long ahead;
-
-	if (!listen_waiting(w))
-		return now;
-	sample_listen_queue(w, false);
-	ahead = atomic_load_explicit(&w->lq_queued, memory_order_relaxed) / w->cfg->workers;
-	return now + (uint64_t)(ahead > 1 ? ahead : 1);
-}
-
-/* The next connection in arrival order (arrival_ticket): a due one from the
- * waiting room, else a new one (accepted from an allowed peer), else, when
- * the accept queue is empty, one from the room that was not due yet. -1 when
- * stopping (ready connections are served first). *kept: it served a request
- * before. */
+/* The next connection in arrival order (arrival.h), from an allowed peer;
+ * -1 when stopping (ready connections are served first). *kept: it served a
+ * request before. */
 static int accept_connection(struct worker *w, bool *kept)
 {
 	for (;;) {
-		int fd = waitroom_take(w->room, atomic_load(&w->accepted), false, kept);
-
-		if (fd >= 0)
-			return fd;
-		if (atomic_load(&w->stopping) || (fd == -2 && !listen_waiting(w))) {
-			fd = waitroom_take(w->room, 0, true, kept);
-			if (fd >= 0 || atomic_load(&w->stopping))
-				return fd >= 0 ? fd : -1;
-		}
-		*kept = false;
-		sample_listen_queue(w, false);
 		struct sockaddr_storage sa;
-		socklen_t len = sizeof(sa);
-		fd = accept4(w->listen_fd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+		bool accepted;
+		int fd = arrivals_next(&w->arr, w->room, &w->stopping, kept, &sa, &accepted);
+
+		if (fd == -1 || (fd >= 0 && !accepted))
+			return fd;
 		if (fd < 0) {
 			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
 				log_warn("accept failed");
@@ -273,7 +207,6 @@ static int accept_connection(struct worker *w, bool *kept)
 				poll(NULL, 0, 10); /* let descriptors free up instead of spinning */
 			continue;
 		}
-		atomic_fetch_add(&w->accepted, 1);
 		if (peer_allowed(w->allow, (struct sockaddr *)&sa))
 			return fd;
 		sb_add(&w->sb_slot->sat.refused_peers, 1);
@@ -380,7 +313,7 @@ static bool yield_kept(struct request_thread *t, int fd)
 {
 	struct waitroom *room = t->w->room;
 
-	if (!waitroom_has_ready(room) && !listen_waiting(t->w))
+	if (!waitroom_has_ready(room) && !arrivals_waiting(&t->w->arr))
 		return false;
 	switch (waitroom_examine(room, fd, t->buf, &t->head)) {
 	case WAITROOM_READY: return waitroom_requeue(room, fd, true) == 0;
@@ -788,8 +721,8 @@ static int room_init_worker(struct worker *w)
 	struct waitroom_opts room = { .max_conns = w->cfg->workers * w->cfg->worker_threads,
 				      .kick = kick_idle_thread,
 				      .kick_arg = w,
-				      .ticket = arrival_ticket,
-				      .ticket_arg = w,
+				      .ticket = arrivals_ticket,
+				      .ticket_arg = &w->arr,
 				      .rejected = count_rejected,
 				      .rejected_arg = w->sb_slot };
 
@@ -834,10 +767,10 @@ int worker_run(const struct config *cfg, int listen_fd, struct scoreboard *sb, i
 	bool served = false;
 
 	become_worker(w.alone);
+	arrivals_init(&w.arr, listen_fd, cfg->workers, sb);
 	if (fcgi_init_worker() < 0 || db_init_worker(&w) < 0 || peer_init_worker(&w) < 0 ||
 	    room_init_worker(&w) < 0)
 		goto out;
-	w.lq_kind = listenq_kind(listen_fd);
 	log_info("worker started slot=%d threads=%ld", slot, cfg->worker_threads);
 	status = serve(&w);
 	served = true;
