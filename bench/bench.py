@@ -1275,10 +1275,12 @@ def kc_verdicts(bench, rows, with_floors, check):
 
 
 def baseline_rows():
-    """(path, {c: (× floor req/s, × floor app CPU)}) of /health in the last
-    run that has them: BENCH_BASELINE, else the newest bench-*.md in
-    bench/results (this run's own file is written after the verdicts)."""
-    files = [Path(BASELINE)] if BASELINE else sorted(RESULTS.glob("bench-*.md"), reverse=True)
+    """(path, {c: (× floor req/s, × floor app CPU)}) of /health in a run
+    that has them: BENCH_BASELINE, else the run quoted in bench/results/README.md
+    (the committed reference), else the newest bench-*.md there (this run's own
+    file is written after the verdicts)."""
+    files = ([Path(BASELINE)] if BASELINE else
+             [RESULTS / "README.md"] + sorted(RESULTS.glob("bench-*.md"), reverse=True))
     for f in files:
         try:
             text = f.read_text()
@@ -1307,7 +1309,7 @@ def baseline_verdict(bench, rows, with_floors, check):
         return
     path, base = baseline_rows()
     if not base:
-        bench.notes.append("no earlier full run in bench/results to compare /health with "
+        bench.notes.append("no earlier run with /health rows to compare with "
                            "(BENCH_BASELINE names one)")
         return
     tol = BASELINE_NOISE_PCT / 100
