@@ -61,8 +61,8 @@ struct half {
 
 struct pair {
 	bool used;
-	int fd[2];   /* 0: client, 1: server */
-	bool hup[2]; /* fd[side] hung up after its EOF: out of the epoll set */
+	int fd[2];     /* 0: client, 1: server */
+	bool hup[2];   /* fd[side] hung up after its EOF: out of the epoll set */
 	bool awaiting; /* the client spoke last: a round trip is in flight */
 	struct half dir[2];
 };
