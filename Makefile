@@ -173,10 +173,13 @@ BENCH_BINS := $(BUILD)/bench/fcgi-floor $(BUILD)/bench/fcgi-db-floor $(BUILD)/be
 	$(BUILD)/bench/neonfcgi-nosb
 $(BUILD)/bench:
 	mkdir -p $@
-# The product without its per-request scoreboard writes: the A/B baseline.
+# The product without its per-request and per-accept scoreboard work (the
+# request counters, the busy-thread gauge, the listen-queue sampling): the A/B
+# baseline. bench/scoreboard-off.c says what each wrapper stands in for.
+NOSB_WRAPS := scoreboard_request scoreboard_thread_busy scoreboard_listen_queue listenq_kind
 $(BUILD)/bench/neonfcgi-nosb: $(OBJS) bench/scoreboard-off.c | $(BUILD)/bench
-	$(CC) $(FINAL_CFLAGS) -Wl,--wrap=scoreboard_request $(OBJS) bench/scoreboard-off.c -o $@ \
-		$(FINAL_LDFLAGS) $(PKG_LIBS) -lm
+	$(CC) $(FINAL_CFLAGS) $(foreach f,$(NOSB_WRAPS),-Wl,--wrap=$(f)) $(OBJS) \
+		bench/scoreboard-off.c -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS) -lm
 $(BUILD)/bench/fcgi-floor: bench/fcgi-floor.c | $(BUILD)/bench
 	$(CC) $(FINAL_CFLAGS) -DFLOOR_DB=0 $< -o $@ $(FINAL_LDFLAGS) $(PKG_LIBS)
 $(BUILD)/bench/fcgi-db-floor: bench/fcgi-floor.c | $(BUILD)/bench

@@ -10,7 +10,16 @@
  * later on the other side (a constant one-way latency, not a bandwidth limit);
  * a timerfd armed at the earliest due chunk wakes the loop. EOF is relayed as
  * a delayed shutdown(SHUT_WR). Reads are not throttled: the relayed traffic
- * (SELECT 1 round trips) is tiny. */
+ * (SELECT 1 round trips) is tiny.
+ *
+ * Round trips in flight: a pair is "awaiting" from the client's first bytes
+ * after the server last spoke until the server's next bytes (so from a query
+ * sent to its answer, handshake flights included). PostgreSQL's
+ * pg_stat_activity cannot show this: the server is 'active' only for the
+ * microseconds it executes SELECT 1, while the round trip lasts 2 x DELAY_US.
+ * On SIGUSR1 the relay prints a line "inflight max=M now=N flights=F" on
+ * stdout (M: the most pairs awaiting at once since the previous report, F:
+ * client flights that began awaiting since then) and starts a new interval. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -52,8 +61,9 @@ struct half {
 
 struct pair {
 	bool used;
-	int fd[2];   /* 0: client, 1: server */
-	bool hup[2]; /* fd[side] hung up after its EOF: out of the epoll set */
+	int fd[2];     /* 0: client, 1: server */
+	bool hup[2];   /* fd[side] hung up after its EOF: out of the epoll set */
+	bool awaiting; /* the client spoke last: a round trip is in flight */
 	struct half dir[2];
 };
 
@@ -62,6 +72,9 @@ static int epfd = -1, timerfd = -1;
 static int64_t delay_ns;
 static struct sockaddr_storage target;
 static socklen_t target_len;
+static int inflight, inflight_max;
+static unsigned long long flights;
+static volatile sig_atomic_t report_wanted;
 
 static int64_t now_ns(void)
 {
@@ -104,8 +117,39 @@ static void update_events(struct pair *p, int side)
 	watch(EPOLL_CTL_MOD, p->fd[side], ev, tag_of(p, side));
 }
 
+/* Who spoke last on a pair: side 0 (client) begins a round trip, side 1 ends it. */
+static void track_flight(struct pair *p, int side)
+{
+	if (side == 0 && !p->awaiting) {
+		p->awaiting = true;
+		flights++;
+		if (++inflight > inflight_max)
+			inflight_max = inflight;
+	} else if (side == 1 && p->awaiting) {
+		p->awaiting = false;
+		inflight--;
+	}
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	report_wanted = 1;
+}
+
+static void report(void)
+{
+	report_wanted = 0;
+	printf("inflight max=%d now=%d flights=%llu\n", inflight_max, inflight, flights);
+	fflush(stdout);
+	inflight_max = inflight;
+	flights = 0;
+}
+
 static void close_pair(struct pair *p)
 {
+	if (p->awaiting)
+		inflight--;
 	for (int s = 0; s < 2; s++) {
 		struct chunk *c = p->dir[s].head;
 		while (c) {
@@ -185,6 +229,7 @@ static int on_readable(struct pair *p, int side)
 	for (;;) {
 		ssize_t n = read(p->fd[side], buf, sizeof(buf));
 		if (n > 0) {
+			track_flight(p, side);
 			enqueue(h, buf, (size_t)n, false);
 			continue;
 		}
@@ -331,6 +376,16 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* SIGUSR1 is blocked except inside epoll_pwait, which it ends (EINTR):
+	 * one that arrives while the loop works is taken at the next wait. */
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	sigset_t usr1, waitmask;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	if (sigaction(SIGUSR1, &sa, NULL) < 0 || sigprocmask(SIG_BLOCK, &usr1, &waitmask) < 0)
+		die("delay-relay: signals");
+	sigdelset(&waitmask, SIGUSR1);
 	resolve_target(argv[1], argv[2]);
 	delay_ns = strtoll(argv[3], NULL, 10) * 1000;
 	epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -341,11 +396,13 @@ int main(int argc, char **argv)
 	watch(EPOLL_CTL_ADD, lfd, EPOLLIN, TAG_LISTEN);
 	watch(EPOLL_CTL_ADD, timerfd, EPOLLIN, TAG_TIMER);
 	for (;;) {
-		int n = epoll_wait(epfd, evs, MAX_EVENTS, -1);
+		int n = epoll_pwait(epfd, evs, MAX_EVENTS, -1, &waitmask);
 		if (n < 0 && errno != EINTR)
 			die("delay-relay: epoll_wait");
 		for (int i = 0; i < n; i++)
 			on_event(&evs[i], lfd);
 		flush_all();
+		if (report_wanted)
+			report();
 	}
 }
