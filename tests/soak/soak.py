@@ -363,7 +363,11 @@ class Soak:
         self.db_log = Path(pw_db.dir) / "postgres.log"
         self.db_data = Path(pw_db.dir) / "data"
 
-        self.bouncer = pgbouncer.PgBouncer(pw_db, users=(ROLES["B"],), pool_size=20)
+        # server_login_retry: after a failed login to the server (PostgreSQL
+        # restarting) PgBouncer waits this long before the next, its clients
+        # with it; its default, 15 s, is longer than the grace a fault gets.
+        self.bouncer = pgbouncer.PgBouncer(pw_db, users=(ROLES["B"],), pool_size=20,
+                                           extra_ini="server_login_retry = 1\n")
         self.stack.callback(self.bouncer.stop)
 
         self.proxy = neonproxy.NeonProxy("127.0.0.1", pw_db.port, self.password,
