@@ -100,10 +100,10 @@ NEON_ERRORS = {  # neonproxy error mode -> its category (app/dberror.c's table)
 }
 
 INSTANCES = {  # name -> WORKERS, DB_POOL_SIZE, DB_MAX_OVERFLOW, MAX_REQUESTS
-    "A": (3, 1, 1, 200),   # direct to PostgreSQL
-    "B": (2, 1, 1, 200),   # through PgBouncer (transaction mode)
-    "C": (2, 1, 1, 200),   # through the Neon-like proxy
-    "D": (2, 1, 1, 200),   # in a network namespace, PostgreSQL across a veth
+    "A": (3, 1, 1, 500),   # direct to PostgreSQL
+    "B": (2, 1, 1, 400),   # through PgBouncer (transaction mode)
+    "C": (2, 1, 1, 400),   # through the Neon-like proxy
+    "D": (2, 1, 1, 400),   # in a network namespace, PostgreSQL across a veth
 }
 ROLES = {"A": "soak_a", "B": "soak_b", "C": "soak_c", "D": "app"}
 
@@ -463,8 +463,9 @@ class Soak:
         with self.lock:
             return any(start <= k + 0.2 and end >= k for k, _ in self.kills[name])
 
-    def check_answer(self, name, method, path, expect, start, end, status, headers, body):
-        route = f"{method} {path}"
+    def check_answer(self, name, method, path, expect, start, end, status, headers, body,
+                     burst=False):
+        route = f"{method} {path}" + (" (burst)" if burst else "")
         took = end - start
         self.record(route, status, took)
         if self.password.encode() in body:
@@ -478,7 +479,11 @@ class Soak:
                         f"instance {name}: {route} -> {status} after {took:.2f}s", end, instance=name)
             return
         if path == "/health":
-            if status != 200 or took > HEALTH_LIMIT_S:
+            # A burst client's time is the time of the 1,000 queued at once,
+            # measured by one Python process reading 1,000 sockets: it must
+            # be answered 200 (nginx gives up after 3 s), while the steady
+            # clients, still running, hold /health to HEALTH_LIMIT_S.
+            if status != 200 or (took > HEALTH_LIMIT_S and not burst):
                 self.broken(f"every /health answer is 200 within {HEALTH_LIMIT_S:g} s",
                             f"instance {name}: {route} -> {status} after {took:.2f}s", end, instance=name)
             elif method == "HEAD" and body:
@@ -879,7 +884,8 @@ class Soak:
                 self.broken("every client of a burst is answered",
                             f"instance {name}: {info}", end)
                 return
-            self.check_answer(name, "GET", "/health", 200, start, end, status, {}, b"")
+            self.check_answer(name, "GET", "/health", 200, start, end, status, {}, b"",
+                              burst=True)
 
     # -- measuring processes
     def measure(self):
