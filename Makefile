@@ -144,8 +144,8 @@ SOAK_SEED ?=
 soak:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/neonfcgi
-	@$(SAN_ENV) NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) SOAK_SECONDS=$(SOAK_SECONDS) \
-		SOAK_SEED=$(SOAK_SEED) /usr/bin/python3 tests/soak/soak.py
+	@$(SAN_ENV) NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) SAN="$(SAN)" \
+		SOAK_SECONDS=$(SOAK_SECONDS) SOAK_SEED=$(SOAK_SEED) /usr/bin/python3 tests/soak/soak.py
 
 # `run` and `check` install what is missing first, then build in a new make,
 # which asks pkg-config only now that the -dev packages are there.
