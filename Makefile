@@ -59,7 +59,7 @@ SRCS := $(wildcard app/*.c)
 OBJS := $(patsubst app/%.c,$(BUILD)/obj/%.o,$(SRCS))
 DEPS := $(OBJS:.o=.d)
 
-.PHONY: all deps check unit integration run install clean valgrind bench lint fuzz deb
+.PHONY: all deps check unit integration soak run install clean valgrind bench lint fuzz deb
 all: $(BUILD)/neonfcgi
 
 $(BUILD)/obj/%.o: app/%.c | $(BUILD)/obj
@@ -137,10 +137,22 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/neonfcgi
 	@$(SAN_ENV) NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) SAN="$(SAN)" /usr/bin/python3 tests/integration/run.py $(TESTS)
 
+# Soak under chaos (tests/soak/soak.py, docs/soak.md): the whole stack under
+# steady load for SOAK_SECONDS while faults are injected on a schedule drawn
+# from SOAK_SEED (random when unset, printed: the same seed replays it).
+# Not part of `make check` at this length; `make check` runs 60 seconds of it.
+SOAK_SECONDS ?= 600
+SOAK_SEED ?=
+soak:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory WERROR=1 $(BUILD)/neonfcgi
+	@$(SAN_ENV) NEONFCGI_BIN=$(abspath $(BUILD)/neonfcgi) SAN="$(SAN)" \
+		SOAK_SECONDS=$(SOAK_SECONDS) SOAK_SEED=$(SOAK_SEED) /usr/bin/python3 tests/soak/soak.py
+
 # `run` and `check` install what is missing first, then build in a new make,
 # which asks pkg-config only now that the -dev packages are there.
 # check: the secrets gate, then build, unit tests, a short fuzzing run of each
-# target (FUZZ_CHECK_SECONDS, 0 skips it), integration tests; warnings are
+# target (FUZZ_CHECK_SECONDS, 0 skips it), integration tests, a 60-second soak; warnings are
 # errors (WERROR=1).
 check:
 	@scripts/deps.sh test
@@ -148,6 +160,7 @@ check:
 	@$(MAKE) --no-print-directory WERROR=1 all unit
 	@$(MAKE) --no-print-directory WERROR=1 fuzz-check
 	@$(MAKE) --no-print-directory WERROR=1 integration
+	@$(MAKE) --no-print-directory soak SOAK_SECONDS=60
 
 .PHONY: secrets
 secrets:

@@ -69,6 +69,7 @@ static void block_signals(sigset_t *set)
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGQUIT);
 	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, set, NULL);
 }
 
@@ -323,10 +324,40 @@ static void reload(struct master *m, const sigset_t *blocked)
 	log_info("reloaded workers=%ld", next->workers);
 }
 
-static void handle_signal(struct master *m, int sig, const sigset_t *blocked)
+/* A worker that reached MAX_REQUESTS says so (SIGUSR1) before it stops
+ * accepting: its replacement starts now, not once it has exited. Its exit
+ * can wait for the requests it still serves and for a database connect in
+ * flight (up to DB_CONNECT_TIMEOUT_MS); with every worker retiring at once
+ * nobody would accept meanwhile, and the web server would time out. The
+ * retiring worker keeps its database slots until it exits: the bound holds
+ * for both together, as during a reload. */
+static void replace_retiring(struct master *m, pid_t pid, const sigset_t *blocked)
+{
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *s = &m->slots[i];
+		if (s->pid != pid || pid <= 0 || s->stopping || s->generation != m->generation)
+			continue;
+		int idx = free_slot(m);
+		if (idx < 0)
+			return; /* no room: it is respawned when it exits, as before */
+		s->stopping = true;
+		m->slots[idx].backoff_ms = 0;
+		m->slots[idx].crashed = false;
+		spawn(m, idx, blocked);
+		log_info("worker retiring: replacement started worker_pid=%d slot=%d new_slot=%d",
+			 (int)pid, i, idx);
+		return;
+	}
+}
+
+static void handle_signal(struct master *m, int sig, const siginfo_t *info, const sigset_t *blocked)
 {
 	switch (sig) {
 	case SIGCHLD: reap(m); break;
+	case SIGUSR1:
+		if (!m->stopping)
+			replace_retiring(m, info->si_pid, blocked);
+		break;
 	case SIGHUP:
 		if (!m->stopping)
 			reload(m, blocked);
@@ -353,7 +384,7 @@ static void wait_signal(struct master *m, const sigset_t *set)
 	}
 	int sig = sigtimedwait(set, &info, &ts);
 	if (sig > 0)
-		handle_signal(m, sig, set);
+		handle_signal(m, sig, &info, set);
 	reap(m); /* SIGCHLDs coalesce: always look for more */
 }
 

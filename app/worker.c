@@ -421,6 +421,11 @@ static void note_request_done(struct worker *w)
 
 	if (w->cfg->max_requests > 0 && n == w->cfg->max_requests) {
 		log_info("worker recycling requests=%ld", n);
+		/* Under a master: ask for the replacement first (master.c
+		 * replace_retiring), so that someone accepts while we finish. */
+		pid_t master = getppid();
+		if (!w->alone && master > 1)
+			kill(master, SIGUSR1);
 		pthread_kill(w->main_tid, SIGUSR1);
 	}
 }

@@ -8,6 +8,9 @@ front of a compute: transaction pooling by default, TLS on both sides, SCRAM.
 or ask for the `pgbouncer` fixture (test scope): a started PgBouncer in front of
 `dev_db`, stopped after the test. Every database name is forwarded (`* =`), so
 a test may create its own database and reach it through the same pooler.
+`users` (default just "app") are the roles the auth file lets in, all with
+the dev database's password; restart() stops it at once and starts it again
+on the same port.
 
 Its ini and auth file live in a private directory (mode 0700, owned by the
 user pgbouncer runs as) that is removed on stop; the auth file holds the app's
@@ -35,14 +38,19 @@ PGBOUNCER = "/usr/sbin/pgbouncer"
 class PgBouncer:
     """Attributes: port, dir, log_path, pool_mode, pool_size."""
 
-    def __init__(self, db, pool_mode="transaction", pool_size=20, extra_ini="", start=True):
+    def __init__(self, db, pool_mode="transaction", pool_size=20, extra_ini="", start=True,
+                 users=("app",), port=None):
         if not os.access(PGBOUNCER, os.X_OK):
             harness.skip(f"{PGBOUNCER} not installed (scripts/deps.sh test)")
         self.db = db
         self.pool_mode = pool_mode
         self.pool_size = pool_size
         self.extra_ini = extra_ini
-        self.port = None
+        self.users = tuple(users)
+        # A port given (or the first one picked) is kept across restarts, so
+        # clients keep their URL when PgBouncer is stopped and started again.
+        self.port = port
+        self._fixed_port = port is not None
         self.proc = None
         self._err = None
         self.dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "pgbouncer-"))
@@ -87,14 +95,16 @@ log_disconnections = 1
         auth = d / "userlist.txt"
         fd = os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(f'"app" "{pw}"\n')
+            for user in self.users:
+                f.write(f'"{user}" "{pw}"\n')
         if self.user:
             pw_ent = pwd.getpwnam(self.user)
             for p in (d, d / "pgbouncer.ini", auth):
                 os.chown(p, pw_ent.pw_uid, pw_ent.pw_gid)
 
     def _launch(self):
-        self.port = free_port()
+        if self.port is None:
+            self.port = free_port()
         self._write_config()
         args = [PGBOUNCER]
         if self.user:
@@ -115,13 +125,28 @@ log_disconnections = 1
             try:
                 wait_listening(self.proc, ("127.0.0.1", self.port), "pgbouncer", self._output,
                                timeout)
+                self._fixed_port = True
                 return self
             except AssertionError:
                 busy = "Address already in use" in self._output()
                 self._halt()
+                if busy and self._fixed_port:
+                    raise
+                self.port = None
                 if not busy or attempt + 1 == attempts:
                     raise
         raise AssertionError("unreachable")
+
+    def restart(self, timeout=10.0):
+        """Stop it at once (SIGTERM: clients are cut off) and start it again
+        on the same port."""
+        if self.proc is not None:
+            halt(self.proc, (signal.SIGTERM, 5.0))
+            self.proc = None
+        if self._err:
+            self._err.close()
+            self._err = None
+        return self.start(timeout=timeout)
 
     def url(self, dbname=None, verify_full=False):
         """DATABASE_URL through the pooler (the dev database's user/password)."""

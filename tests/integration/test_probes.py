@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from harness import RECORD, fail, halt, run_command, skip, spawn, wait_until
+from pglog import replay_peak
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,35 +165,6 @@ def test_health_db_50_concurrent_share_checks_one_per_worker(neonfcgi, dev_db, t
 
 # --------------------------------------------------------------------------
 # The bound at every moment, from PostgreSQL's connection log
-
-
-LOG_LINE = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] .*?LOG:  (connection received|connection "
-                      r"authorized|disconnection)(.*)$")
-
-
-def replay_peak(text, application_name):
-    """Peak number of the application's backends at once, counting each from
-    its `connection received` to its `disconnection` line, in log order."""
-    events, ours = [], set()
-    for line in text.splitlines():
-        m = LOG_LINE.match(line)
-        if not m:
-            continue
-        pid, kind, rest = m.groups()
-        events.append((pid, kind))
-        if kind == "connection authorized" and f"application_name={application_name}" in rest:
-            ours.add(pid)
-    live, peak, opened = set(), 0, 0
-    for pid, kind in events:
-        if pid not in ours:
-            continue
-        if kind == "connection received":
-            live.add(pid)
-            opened += 1
-        elif kind == "disconnection":
-            live.discard(pid)
-        peak = max(peak, len(live))
-    return peak, opened
 
 
 def test_db_bound_holds_through_sighups_and_a_killed_worker(neonfcgi, nginx, dev_db, tmp_path):
