@@ -25,7 +25,7 @@ def silent_database():
 
 def test_recycling_worker_waiting_for_a_connect_leaves_no_gap(neonfcgi):
     with silent_database() as port:
-        url = f"postgresql://app:x@127.0.0.1:{port}/app?sslmode=require"
+        url = f"postgresql://app@127.0.0.1:{port}/app?sslmode=require"
         with neonfcgi.start(WORKERS=1, WORKER_THREADS=2, MAX_REQUESTS=10,
                             DB_CONNECT_TIMEOUT_MS=8000, HEALTH_TIMEOUT_MS=300,
                             DATABASE_URL=url) as srv:
